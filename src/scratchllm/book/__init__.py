@@ -1,0 +1,1 @@
+"""Book tooling (hand-written, never tangled): tangle, execute, render."""

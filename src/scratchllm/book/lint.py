@@ -1,0 +1,51 @@
+"""Book-wide checks that need no execution: printed line widths and the
+artifact graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scratchllm.book.chapters import Chapter
+
+MAX_COLUMNS = 79
+
+
+def long_code_lines(paths: list[Path], root: Path) -> list[str]:
+    """Code-cell lines wider than the printed page, as ``file:line``."""
+    problems = []
+    for path in paths:
+        inside = False
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, start=1):
+            if line.startswith("```{code-cell}"):
+                inside = True
+            elif inside and line.startswith("```"):
+                inside = False
+            elif inside and len(line) > MAX_COLUMNS:
+                problems.append(
+                    f"{path.relative_to(root)}:{number}: code line of "
+                    f"{len(line)} columns (at most {MAX_COLUMNS}; it would "
+                    "wrap in print)"
+                )
+    return problems
+
+
+def artifact_order(book: list[Chapter]) -> list[str]:
+    """Chapters that read an artifact no earlier chapter writes."""
+    problems, written = [], set()
+    for chapter in book:
+        for artifact in chapter.reads:
+            if artifact not in written:
+                problems.append(
+                    f"{chapter.path} reads {artifact!r}, which no earlier "
+                    "chapter writes"
+                )
+        written.update(chapter.writes)
+    return problems
+
+
+def book_sources(root: Path) -> list[Path]:
+    """Every Markdown notebook of the book and the exercises."""
+    return sorted((root / "book").glob("*.md")) + sorted(
+        (root / "exercises").glob("*.md")
+    )

@@ -1,0 +1,136 @@
+"""Render the executed notebooks to HTML and PDF with Jupyter Book 1.x.
+
+Nothing is executed here.  The sources are staged in ``_build/stage``: the
+executed notebooks take the place of the chapters' Markdown, each chapter
+page gets links to its downloads, and the roadmap is generated from the
+chapters' front matter and the measured timings.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from scratchllm.book import roadmap
+from scratchllm.book.chapters import BookError, Chapter, chapters
+
+MATHJAX = Path("_build/node/node_modules/mathjax/es5")
+HEADING = "# "
+
+
+def write_if_changed(path: Path, data: bytes) -> None:
+    """Write ``data`` unless the file already holds it (keeps mtimes, so
+    Sphinx rebuilds only what changed)."""
+    if path.is_file() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def copy_tree(source: Path, target: Path, skip: set[Path]) -> None:
+    """Copy a folder file by file, leaving out ``skip``."""
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and path not in skip:
+            write_if_changed(target / path.relative_to(source),
+                             path.read_bytes())
+
+
+def downloads_cell(chapter: Chapter) -> dict:
+    """A Markdown cell (HTML only) linking the chapter's downloads."""
+    import nbformat
+
+    stem = chapter.stem
+    links = " · ".join([
+        f"{{download}}`notebook </downloads/{stem}.ipynb>`",
+        f"{{download}}`executed notebook </downloads/{stem}.executed.ipynb>`",
+        f"{{download}}`Python script </downloads/{stem}.py>`",
+    ])
+    return nbformat.v4.new_markdown_cell(
+        f"```{{only}} html\n**Downloads:** {links}\n```"
+    )
+
+
+def staged_notebook(chapter: Chapter, executed: Path) -> bytes:
+    """The executed notebook with its downloads cell after the heading."""
+    import nbformat
+
+    if not executed.is_file():
+        raise BookError(
+            f"{chapter.path} has not been executed ({executed} is missing):"
+            " run `scratchllm book execute` first"
+        )
+    notebook = nbformat.read(executed, as_version=4)
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "markdown" and HEADING in "\n" + cell.source:
+            notebook.cells.insert(index + 1, downloads_cell(chapter))
+            break
+    return nbformat.writes(notebook).encode("utf-8")
+
+
+def stage(root: Path) -> Path:
+    """Assemble the sources Jupyter Book renders; return the stage."""
+    build = root / "_build"
+    staged = build / "stage"
+    book = chapters(root)
+    chapter_sources = {chapter.source for chapter in book}
+    copy_tree(root / "book", staged / "book", skip=chapter_sources)
+    for name in ("_config.yml", "_toc.yml"):
+        write_if_changed(staged / name, (root / name).read_bytes())
+    for chapter in book:
+        executed = build / "executed" / f"{chapter.stem}.ipynb"
+        write_if_changed(
+            staged / "book" / f"{chapter.stem}.ipynb",
+            staged_notebook(chapter, executed),
+        )
+        downloads = build / "downloads"
+        shutil.copyfile(executed, downloads / f"{chapter.stem}.executed.ipynb")
+    copy_tree(build / "downloads", staged / "downloads", skip=set())
+    timings = roadmap.load_timings(build / "timings")
+    write_if_changed(staged / "book" / "roadmap.dot",
+                     roadmap.dot(book, timings).encode())
+    write_if_changed(staged / "book" / "roadmap.md",
+                     roadmap.page(book, timings).encode())
+    mathjax = root / MATHJAX
+    if not mathjax.is_dir():
+        raise BookError(
+            f"MathJax is missing ({MATHJAX}); it makes maths work offline. "
+            "Install it with `make setup` (npm install mathjax@3)."
+        )
+    target = staged / "mathjax_static" / "mathjax"
+    if not target.is_dir():
+        shutil.copytree(mathjax, target)
+    return staged
+
+
+def jupyter_book(root: Path, builder: str, full: bool) -> None:
+    """Run ``jupyter-book build`` on the stage, warnings as errors."""
+    staged = stage(root)
+    command = [
+        str(Path(sys.executable).with_name("jupyter-book")),
+        "build", str(staged), "--path-output", str(root),
+        "--builder", builder, "-W", "-n", "--keep-going",
+    ]
+    if full:
+        command.append("--all")
+    print("$", " ".join(command), flush=True)
+    if subprocess.run(command, cwd=root).returncode != 0:
+        raise BookError(f"jupyter-book {builder} build failed (see above)")
+
+
+def html(root: Path, full: bool = False) -> Path:
+    """Build the HTML book; return ``_build/html/index.html``."""
+    jupyter_book(root, "html", full)
+    return root / "_build" / "html" / "index.html"
+
+
+def pdf(root: Path, full: bool = False) -> Path:
+    """Build the PDF book with xelatex; return ``_build/latex/book.pdf``."""
+    if shutil.which("xelatex") is None:
+        raise BookError(
+            "xelatex is missing: install TeX Live with `make setup` "
+            "(texlive-xetex, texlive-latex-extra, ... from Debian)"
+        )
+    jupyter_book(root, "pdflatex", full)
+    return root / "_build" / "latex" / "book.pdf"

@@ -1,0 +1,22 @@
+"""The ``scratchllm`` command line (hand-written, never tangled).
+
+Each module in this package adds its commands through
+``register(app: typer.Typer) -> None``; they are found automatically, so a
+chapter's commands live next to each other and not in one long file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import typer
+
+app = typer.Typer(
+    help="Build a Large Language Model from Scratch: the book's tools.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    importlib.import_module(f"{__name__}.{_info.name}").register(app)
