@@ -1,0 +1,1 @@
+"""Automatic checks for the exercises, one module per chapter."""

@@ -1,0 +1,71 @@
+"""Checks for the chapter 1 exercises (counting, smoothing, bits)."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+
+def count_bigrams(solution: Callable) -> None:
+    """Exercise 1.1: counts of each pair of consecutive ids."""
+    ids = torch.tensor([0, 1, 1, 2, 0, 1])
+    counts = solution(ids, 3)
+    assert tuple(counts.shape) == (3, 3), (
+        f"expected shape (3, 3), got {tuple(counts.shape)}")
+    expected = torch.tensor([[0, 2, 0], [0, 1, 1], [1, 0, 0]])
+    assert torch.equal(counts.long(), expected), (
+        f"for ids {ids.tolist()} expected\n{expected}\ngot\n{counts}")
+    ids = torch.randint(0, 7, (1000,), generator=torch.Generator()
+                        .manual_seed(0))
+    counts = solution(ids, 7)
+    assert int(counts.sum()) == 999, (
+        "a sequence of 1000 ids has 999 pairs; your counts add up to "
+        f"{int(counts.sum())}")
+    assert int(counts[ids[0], ids[1]]) >= 1, "the first pair is missing"
+    print("✓ count_bigrams is right")
+
+
+def smoothed_probabilities(solution: Callable) -> None:
+    """Exercise 1.2: add-alpha smoothing, rows normalised."""
+    counts = torch.tensor([[3, 1, 0], [0, 0, 0], [1, 1, 2]])
+    probabilities = solution(counts, 1.0)
+    assert probabilities.dtype == torch.float64, (
+        f"expected float64, got {probabilities.dtype}")
+    expected = torch.tensor([[4 / 7, 2 / 7, 1 / 7], [1 / 3] * 3,
+                             [2 / 7, 2 / 7, 3 / 7]], dtype=torch.float64)
+    assert torch.allclose(probabilities, expected), (
+        f"with alpha=1 expected\n{expected}\ngot\n{probabilities}\n"
+        "(add alpha to every cell, then divide each row by its sum)")
+    assert torch.allclose(solution(counts[[0]], 0.0),
+                          torch.tensor([[0.75, 0.25, 0.0]],
+                                       dtype=torch.float64)), (
+        "with alpha=0 the rows are plain relative frequencies")
+    try:
+        solution(counts, 0.0)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(
+            "a row of zeros with alpha=0 has no distribution: raise "
+            "ValueError instead of returning NaN")
+    print("✓ smoothed_probabilities is right")
+
+
+def bits_per_symbol(solution: Callable) -> None:
+    """Exercise 1.3: mean negative log2-likelihood of the next ids."""
+    uniform = torch.full((4, 4), 0.25, dtype=torch.float64)
+    ids = torch.tensor([0, 3, 2, 2, 1])
+    value = solution(uniform, ids)
+    assert isinstance(value, float), f"return a float, not {type(value)}"
+    assert math.isclose(value, 2.0), (
+        f"a uniform model over 4 symbols costs exactly 2 bits; got {value}")
+    table = torch.tensor([[0.5, 0.5], [0.9, 0.1]], dtype=torch.float64)
+    ids = torch.tensor([0, 1, 0, 0])
+    expected = -(math.log2(0.5) + math.log2(0.9) + math.log2(0.5)) / 3
+    value = solution(table, ids)
+    assert math.isclose(value, expected, rel_tol=1e-9), (
+        f"expected {expected:.6f} bits for pairs (0,1), (1,0), (0,0); got "
+        f"{value:.6f} (log base 2? mean over len(ids) - 1 pairs?)")
+    print("✓ bits_per_symbol is right")

@@ -1,0 +1,1 @@
+"""Reference solutions for the exercises, one module per chapter."""
