@@ -18,6 +18,10 @@ from typing import Any
 
 from scratchllm.book.chapters import PROFILES, BookError, Chapter
 
+#: Where chapters keep artifacts, relative to ``book/`` (their working
+#: directory); injected with the profile so the executed notebook shows both.
+ARTIFACTS_ROOT = "../_build/artifacts"
+
 #: Set in the kernels' environment: the book runs offline, and progress
 #: bars would only clutter the executed pages (learners see them).
 KERNEL_ENV = {
@@ -121,7 +125,10 @@ def execute(
             papermill.execute_notebook(
                 str(clean),
                 str(output),
-                parameters={"profile": profile},
+                parameters={
+                    "profile": profile,
+                    "artifacts_root": ARTIFACTS_ROOT,
+                },
                 cwd=str(root / "book"),
                 kernel_name="python3",
                 language="python",

@@ -62,6 +62,10 @@ def staged_notebook(chapter: Chapter, executed: Path) -> bytes:
             " run `scratchllm book execute` first"
         )
     notebook = nbformat.read(executed, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags:  # the injected cell shows what ran
+            cell.metadata["tags"] = [*tags, "remove-cell"]
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type == "markdown" and HEADING in "\n" + cell.source:
             notebook.cells.insert(index + 1, downloads_cell(chapter))
@@ -76,6 +80,8 @@ def stage(root: Path) -> Path:
     book = chapters(root)
     chapter_sources = {chapter.source for chapter in book}
     copy_tree(root / "book", staged / "book", skip=chapter_sources)
+    copy_tree(root / "exercises", staged / "exercises",
+              skip=set((root / "exercises").rglob("__pycache__/*")))
     for name in ("_config.yml", "_toc.yml"):
         write_if_changed(staged / name, (root / name).read_bytes())
     for chapter in book:
