@@ -227,6 +227,7 @@ def write_atomic(path: Path, text: str) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
         out.write(text)
+    os.chmod(temporary, 0o644)
     os.replace(temporary, path)
 
 
