@@ -283,8 +283,50 @@ def test_execution_records_profile_timings_and_downloads(
     assert downloads == ["01_first.ipynb", "01_first.py"]
 
 
+def test_a_chapter_without_parameters_cell_is_refused(mini: Path) -> None:
+    from scratchllm.book.execute import execute
+
+    with pytest.raises(BookError, match="01_first.md has no code cell "
+                       "tagged 'parameters'"):
+        execute(mini, select(chapters(mini), ["01_first"]), "ci")
+
+
 def test_unknown_profile_is_refused(mini: Path) -> None:
     from scratchllm.book.execute import execute
 
     with pytest.raises(BookError, match="unknown profile 'huge'"):
         execute(mini, chapters(mini), "huge")
+
+
+def test_staging_adds_downloads_and_roadmap(mini: Path) -> None:
+    import nbformat
+
+    from scratchllm.book import render
+    from scratchllm.book.execute import execute
+
+    (mini / "_config.yml").write_text("title: mini\n")
+    (mini / "exercises").mkdir()
+    (mini / render.MATHJAX).mkdir(parents=True)
+    with pytest.raises(BookError, match="has not been executed"):
+        render.stage(mini)
+    write_chapter(mini, "01_first", [
+        cell('profile = "laptop"', tags="parameters"), cell("1 + 1")])
+    write_chapter(mini, "02_second", [
+        cell('profile = "laptop"', tags="parameters"), cell("2 + 2")],
+        reads=["demo/out"])
+    write_chapter(mini, "00_intro", [
+        cell('profile = "laptop"', tags="parameters")])
+    execute(mini, chapters(mini), "ci")
+    staged = render.stage(mini)
+    notebook = nbformat.read(staged / "book/01_first.ipynb", as_version=4)
+    sources = [c.source for c in notebook.cells]
+    heading = next(i for i, s in enumerate(sources) if "# 01_first" in s)
+    assert "{download}`notebook </downloads/01_first.ipynb>`" in sources[
+        heading + 1]
+    hidden = [c for c in notebook.cells
+              if "remove-cell" in c.metadata.get("tags", [])]
+    assert [c.source.strip() for c in hidden] == ['profile = "laptop"']
+    assert '# Parameters\nprofile = "ci"\n' in "".join(sources)
+    assert (staged / "downloads/01_first.executed.ipynb").is_file()
+    assert "ci: " in (staged / "book/roadmap.dot").read_text()
+    assert not (staged / "book/01_first.md").exists()

@@ -115,6 +115,15 @@ def execute(
     executed.mkdir(parents=True, exist_ok=True)
     (build / "artifacts" / profile).mkdir(parents=True, exist_ok=True)
     os.environ.update(KERNEL_ENV)
+    for chapter in book:
+        if not any(
+            "parameters" in cell.metadata.get("tags", [])
+            for cell in chapter.notebook.cells
+        ):
+            raise BookError(
+                f"{chapter.path} has no code cell tagged 'parameters' "
+                "(see book/README.md)"
+            )
     seconds = {}
     for chapter in book:
         clean = write_downloads(chapter, build / "downloads")
