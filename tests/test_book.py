@@ -239,6 +239,8 @@ def test_roadmap_links_chapters_and_shows_measured_times(mini: Path) -> None:
 def test_the_real_book_is_tangled_and_clean(root: Path) -> None:
     assert tangle.check(root) == []
     assert lint.long_code_lines(lint.book_sources(root), root) == []
+    assert lint.missing_language(
+        lint.exercise_notebooks(root), root) == []
     assert lint.artifact_order(chapters(root)) == []
 
 

@@ -30,6 +30,17 @@ def long_code_lines(paths: list[Path], root: Path) -> list[str]:
     return problems
 
 
+def missing_language(paths: list[Path], root: Path) -> list[str]:
+    """Notebooks whose kernelspec names no language: Jupyter Book cannot
+    highlight their code unless they are executed first."""
+    return [
+        f"{path.relative_to(root)}: add 'language: python' to the "
+        "kernelspec in its front matter"
+        for path in paths
+        if "\n  language: python\n" not in path.read_text(encoding="utf-8")
+    ]
+
+
 def artifact_order(book: list[Chapter]) -> list[str]:
     """Chapters that read an artifact no earlier chapter writes."""
     problems, written = [], set()
@@ -42,6 +53,11 @@ def artifact_order(book: list[Chapter]) -> list[str]:
                 )
         written.update(chapter.writes)
     return problems
+
+
+def exercise_notebooks(root: Path) -> list[Path]:
+    """The exercise notebooks, ``exercises/NN_slug.md``."""
+    return sorted((root / "exercises").glob("[0-9][0-9]_*.md"))
 
 
 def book_sources(root: Path) -> list[Path]:

@@ -84,7 +84,10 @@ def lint() -> None:
 
     root = root_or_fail()
     try:
-        problems = linter.long_code_lines(linter.book_sources(root), root)
+        sources = linter.book_sources(root)
+        problems = linter.long_code_lines(sources, root)
+        problems += linter.missing_language(
+            linter.exercise_notebooks(root), root)
         problems += linter.artifact_order(chapters(root))
     except BookError as error:
         fail(str(error))
