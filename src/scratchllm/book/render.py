@@ -121,7 +121,7 @@ def jupyter_book(root: Path, builder: str, full: bool) -> None:
     if full:
         command.append("--all")
     print("$", " ".join(command), flush=True)
-    if subprocess.run(command, cwd=root).returncode != 0:
+    if subprocess.run(command, cwd=root, check=False).returncode != 0:
         raise BookError(f"jupyter-book {builder} build failed (see above)")
 
 

@@ -4,6 +4,7 @@ the chapters' front matter, with the run time measured for each profile."""
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ def dot(book: list[Chapter], timings: dict[str, dict[str, Any]]) -> str:
             f'  "{artifact}" [shape=note, style=filled, '
             f'fillcolor="#fff4d6", fontsize=9];'
         )
-    for before, after in zip(book, book[1:]):
+    for before, after in pairwise(book):
         lines.append(
             f'  "{before.stem}" -> "{after.stem}" '
             '[style=dotted, arrowhead=none, weight=5];'

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -62,7 +62,7 @@ def tangle(
 @book_app.command()
 def execute(
     profile: Profile = DEFAULT_PROFILE,
-    only: Annotated[Optional[list[str]], typer.Option(
+    only: Annotated[list[str] | None, typer.Option(
         help="Run only this chapter (stem, id or number); repeatable.")
     ] = None,
 ) -> None:

@@ -1,0 +1,246 @@
+"""``scratchllm tokenizer``: train, encode, export, shard and benchmark
+byte-level BPE tokenizers (chapter 3).
+
+Also adds ``scratchllm data tokenize`` (the same as ``tokenizer shard``)
+when the ``data`` command group exists.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+tokenizer_app = typer.Typer(
+    help="Byte-level BPE tokenizers: train, encode, export, shard, bench.",
+    no_args_is_help=True,
+)
+
+GPT_PATTERNS = ("gpt4", "gpt2")
+
+
+def fail(message: str) -> None:
+    """Print a readable error and exit non-zero."""
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def read_corpus(paths: list[Path]) -> list[str]:
+    """Documents from ``.jsonl`` files (their "text" field) or whole text
+    files (one document each)."""
+    from scratchllm.tokenizer.shards import iter_jsonl_texts
+
+    texts: list[str] = []
+    for path in paths:
+        if not path.is_file():
+            fail(f"no such file: {path}")
+        if path.suffix == ".jsonl":
+            texts.extend(iter_jsonl_texts(path))
+        else:
+            texts.append(path.read_text(encoding="utf-8"))
+    return texts
+
+
+def load_or_fail(folder: Path):
+    from scratchllm.tokenizer.bpe import load_tokenizer
+
+    try:
+        return load_tokenizer(folder)
+    except (FileNotFoundError, ValueError) as error:
+        fail(str(error))
+
+
+@tokenizer_app.command()
+def train(
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Training text: .jsonl files (field 'text') or text files.")],
+    out: Annotated[Path, typer.Option(help="Folder to save into.")],
+    vocab_size: Annotated[int, typer.Option(
+        help="Tokens in all: 256 bytes + merges + special tokens.")] = 4096,
+    pattern: Annotated[str, typer.Option(
+        help="Split pattern: gpt4 or gpt2.")] = "gpt4",
+    hf: Annotated[bool, typer.Option(
+        help="Also write tokenizer.json for Hugging Face.")] = True,
+) -> None:
+    """Train a tokenizer and save it (bpe.json, vocab.txt, tokenizer.json)."""
+    import time
+
+    from scratchllm.tokenizer.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
+    from scratchllm.tokenizer.export import save_hf
+    from scratchllm.tokenizer.train import train_bpe
+
+    if pattern not in GPT_PATTERNS:
+        fail(f"--pattern must be one of {', '.join(GPT_PATTERNS)}")
+    split = GPT4_SPLIT_PATTERN if pattern == "gpt4" else GPT2_SPLIT_PATTERN
+    texts = read_corpus(inputs)
+    start = time.perf_counter()
+    try:
+        tokenizer = train_bpe(texts, vocab_size, split, progress=True)
+    except ValueError as error:
+        fail(str(error))
+    seconds = time.perf_counter() - start
+    tokenizer.save(out)
+    if hf:
+        save_hf(tokenizer, out)
+    typer.echo(f"{tokenizer} trained in {seconds:.1f} s, saved to {out}")
+
+
+@tokenizer_app.command()
+def encode(
+    tokenizer_dir: Annotated[Path, typer.Argument(
+        help="Folder holding bpe.json.")],
+    text: Annotated[Optional[str], typer.Argument(
+        help="Text to encode (default: read --file or stdin).")] = None,
+    file: Annotated[Optional[Path], typer.Option(
+        help="Stream-encode this file.")] = None,
+    show: Annotated[bool, typer.Option(
+        help="Print each token's text next to its id.")] = False,
+) -> None:
+    """Print the ids of a text (special tokens recognised)."""
+    from scratchllm.tokenizer.bpe import render_token
+
+    tokenizer = load_or_fail(tokenizer_dir)
+    if text is not None:
+        ids = tokenizer.encode(text)
+    elif file is not None:
+        if not file.is_file():
+            fail(f"no such file: {file}")
+        with open(file, encoding="utf-8") as lines:
+            ids = list(tokenizer.encode_iterable(lines))
+    else:
+        ids = list(tokenizer.encode_iterable(sys.stdin))
+    if show:
+        for i in ids:
+            typer.echo(f"{i}\t{render_token(tokenizer.vocab[i])}")
+    else:
+        typer.echo(" ".join(map(str, ids)))
+
+
+@tokenizer_app.command()
+def decode(
+    tokenizer_dir: Annotated[Path, typer.Argument(
+        help="Folder holding bpe.json.")],
+    ids: Annotated[list[int], typer.Argument(help="Token ids.")],
+) -> None:
+    """Print the text of a list of ids."""
+    tokenizer = load_or_fail(tokenizer_dir)
+    try:
+        typer.echo(tokenizer.decode(ids))
+    except ValueError as error:
+        fail(str(error))
+
+
+@tokenizer_app.command()
+def export(
+    tokenizer_dir: Annotated[Path, typer.Argument(
+        help="Folder holding bpe.json.")],
+    out: Annotated[Path, typer.Option(
+        help="Folder for tokenizer.json + tokenizer_config.json.")],
+) -> None:
+    """Export to Hugging Face (PreTrainedTokenizerFast.from_pretrained)."""
+    from scratchllm.tokenizer.export import save_hf
+
+    tokenizer = load_or_fail(tokenizer_dir)
+    try:
+        save_hf(tokenizer, out)
+    except ValueError as error:
+        fail(str(error))
+    typer.echo(f"wrote {out / 'tokenizer.json'}")
+
+
+@tokenizer_app.command()
+def shard(
+    tokenizer_dir: Annotated[Path, typer.Argument(
+        help="Folder holding bpe.json.")],
+    data_dir: Annotated[Path, typer.Argument(
+        help="Folder with train.jsonl and val.jsonl.")],
+    out: Annotated[Path, typer.Option(help="Folder for the shards.")],
+    splits: Annotated[str, typer.Option(
+        help="Comma-separated splits.")] = "train,val",
+    shard_tokens: Annotated[int, typer.Option(
+        help="Tokens per shard (at most, batches kept whole).")] = 1 << 24,
+    workers: Annotated[int, typer.Option(
+        help="Worker processes.")] = 1,
+) -> None:
+    """Tokenize a prepared dataset into memory-mapped shards + index.json."""
+    from scratchllm.tokenizer.shards import write_shards
+
+    tokenizer = load_or_fail(tokenizer_dir)
+    try:
+        index = write_shards(tokenizer, data_dir, out,
+                             splits.split(","), shard_tokens, workers)
+    except (FileNotFoundError, ValueError) as error:
+        fail(str(error))
+    for split, entries in index["splits"].items():
+        tokens = sum(e["tokens"] for e in entries)
+        typer.echo(f"{split}: {len(entries)} shard(s), {tokens:,} tokens "
+                   f"({index['dtype']}) in {out}")
+
+
+@tokenizer_app.command()
+def bench(
+    text: Annotated[Path, typer.Option(
+        help="Text file (.txt, or .jsonl with 'text'); repeated up to "
+        "--megabytes if shorter.")],
+    megabytes: Annotated[float, typer.Option(
+        help="Training text size.")] = 10.0,
+    vocab_size: Annotated[int, typer.Option()] = 8192,
+    repeats: Annotated[int, typer.Option(help="Runs per timing.")] = 3,
+    stream_megabytes: Annotated[str, typer.Option(
+        help="Comma-separated file sizes for the streaming memory test "
+        "(empty to skip).")] = "10,50,120",
+) -> None:
+    """Time training (ours vs HF tokenizers), encoding (ours vs tiktoken)
+    and streaming memory. Prints JSON; not part of the tests."""
+    import tempfile
+
+    from scratchllm.tokenizer.bench import (compare_training,
+                                            encoding_speed,
+                                            streaming_peak_memory)
+    from scratchllm.tokenizer.train import train_bpe
+
+    documents = read_corpus([text])
+    corpus = "\n\n".join(documents).encode("utf-8")
+    if not corpus:
+        fail(f"{text} holds no text")
+    size = int(megabytes * 1e6)
+    corpus = (corpus * (size // len(corpus) + 1))[:size]
+    docs = corpus.decode("utf-8", "ignore").split("\n\n")
+    report: dict = {"megabytes": len(corpus) / 1e6,
+                    "vocab_size": vocab_size}
+    typer.echo(f"training on {report['megabytes']:.1f} MB, "
+               f"vocab {vocab_size}, {repeats} repeats...", err=True)
+    report["training"] = compare_training(docs, vocab_size, repeats)
+    tokenizer = train_bpe(docs, vocab_size)
+    sample = corpus[:2_000_000].decode("utf-8", "ignore")
+    report["encoding"] = encoding_speed(tokenizer, sample, repeats)
+    sizes = [float(s) for s in stream_megabytes.split(",") if s.strip()]
+    if sizes:
+        report["streaming"] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            tokenizer.save(folder / "tok")
+            for mb in sizes:
+                path = folder / "stream.txt"
+                with open(path, "wb") as out:
+                    for _ in range(int(mb * 1e6) // len(corpus) + 1):
+                        out.write(corpus)
+                typer.echo(f"streaming {mb:g} MB...", err=True)
+                result = streaming_peak_memory(folder / "tok", path)
+                result["file_mb"] = path.stat().st_size / 1e6
+                report["streaming"][f"{mb:g}"] = result
+    typer.echo(json.dumps(report, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``scratchllm tokenizer`` (and ``scratchllm data tokenize``)."""
+    app.add_typer(tokenizer_app, name="tokenizer")
+    for group in app.registered_groups:
+        if group.name == "data" and group.typer_instance is not None:
+            group.typer_instance.command(
+                "tokenize", help="Tokenize a prepared dataset into shards "
+                "(same as `scratchllm tokenizer shard`)."
+            )(shard)
