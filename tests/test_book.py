@@ -332,3 +332,26 @@ def test_staging_adds_downloads_and_roadmap(mini: Path) -> None:
     assert (staged / "downloads/01_first.executed.ipynb").is_file()
     assert "ci: " in (staged / "book/roadmap.dot").read_text()
     assert not (staged / "book/01_first.md").exists()
+
+
+def test_scaffold_writes_a_chapter_that_keeps_the_contract(
+    mini: Path,
+) -> None:
+    from scratchllm.book.scaffold import new_chapter
+
+    (mini / "exercises/checks").mkdir(parents=True)
+    (mini / "exercises/solutions").mkdir()
+    paths = new_chapter(mini, "03_third", "The third")
+    assert [p.relative_to(mini).as_posix() for p in paths] == [
+        "book/03_third.md", "exercises/03_third.md",
+        "exercises/checks/third.py", "exercises/solutions/third.py"]
+    toc = mini / "_toc.yml"
+    toc.write_text(toc.read_text() + "  - file: book/03_third\n")
+    third = chapters(mini)[-1]
+    assert (third.id, third.number, third.title) == ("third", 3, "The third")
+    assert lint.missing_language([mini / "exercises/03_third.md"], mini) == []
+    assert "src/scratchllm/third/core.py" in "\n".join(tangle.check(mini))
+    with pytest.raises(BookError, match="not overwritten"):
+        new_chapter(mini, "03_third", "Again")
+    with pytest.raises(BookError, match="not a chapter name"):
+        new_chapter(mini, "third", "No number")

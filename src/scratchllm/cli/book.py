@@ -137,6 +137,25 @@ def check_pdf() -> None:
     typer.echo(f"{path.relative_to(root)} looks right.")
 
 
+@book_app.command()
+def new(
+    stem: Annotated[str, typer.Argument(help="NN_slug, e.g. 10_finetuning")],
+    title: Annotated[str, typer.Argument(help="The chapter's title")],
+) -> None:
+    """Start a chapter (and its exercises) that keeps the contract."""
+    from scratchllm.book.scaffold import new_chapter
+
+    root = root_or_fail()
+    try:
+        paths = new_chapter(root, stem, title)
+    except BookError as error:
+        fail(str(error))
+    for path in paths:
+        typer.echo(f"wrote {path.relative_to(root)}")
+    typer.echo(f"Now list book/{stem} in _toc.yml, write the chapter, and "
+               "run `scratchllm book tangle`.")
+
+
 @book_app.command("all")
 def build_all(profile: Profile = DEFAULT_PROFILE) -> None:
     """Everything, in order: tangle --check, lint, execute, HTML, PDF,
