@@ -115,8 +115,10 @@ def render(module: Module) -> str:
     if groups:
         parts.append("\n\n".join("\n".join(g) for g in groups) + "\n")
     text = "\n".join(parts)
-    for body in module.bodies:
-        text += "\n\n" + body + "\n"
+    for index, body in enumerate(module.bodies):
+        # isort's rule: two blank lines before a definition, else one.
+        definition = body.startswith(("def ", "class ", "@", "async def"))
+        text += ("\n\n" if index or definition else "\n") + body + "\n"
     return text
 
 

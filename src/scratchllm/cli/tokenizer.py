@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -92,9 +92,9 @@ def train(
 def encode(
     tokenizer_dir: Annotated[Path, typer.Argument(
         help="Folder holding bpe.json.")],
-    text: Annotated[Optional[str], typer.Argument(
+    text: Annotated[str | None, typer.Argument(
         help="Text to encode (default: read --file or stdin).")] = None,
-    file: Annotated[Optional[Path], typer.Option(
+    file: Annotated[Path | None, typer.Option(
         help="Stream-encode this file.")] = None,
     show: Annotated[bool, typer.Option(
         help="Print each token's text next to its id.")] = False,
@@ -197,9 +197,12 @@ def bench(
     and streaming memory. Prints JSON; not part of the tests."""
     import tempfile
 
-    from scratchllm.tokenizer.bench import (compare_training,
-                                            encoding_speed,
-                                            streaming_peak_memory)
+    from scratchllm.tokenizer.bench import (
+        compare_training,
+        encoding_speed,
+        streaming_peak_memory,
+        write_text_of_size,
+    )
     from scratchllm.tokenizer.train import train_bpe
 
     documents = read_corpus([text])
@@ -213,7 +216,10 @@ def bench(
                     "vocab_size": vocab_size}
     typer.echo(f"training on {report['megabytes']:.1f} MB, "
                f"vocab {vocab_size}, {repeats} repeats...", err=True)
-    report["training"] = compare_training(docs, vocab_size, repeats)
+    try:
+        report["training"] = compare_training(docs, vocab_size, repeats)
+    except ValueError as error:
+        fail(f"{text}: {error}; pass a smaller --vocab-size")
     tokenizer = train_bpe(docs, vocab_size)
     sample = corpus[:2_000_000].decode("utf-8", "ignore")
     report["encoding"] = encoding_speed(tokenizer, sample, repeats)
@@ -225,9 +231,7 @@ def bench(
             tokenizer.save(folder / "tok")
             for mb in sizes:
                 path = folder / "stream.txt"
-                with open(path, "wb") as out:
-                    for _ in range(int(mb * 1e6) // len(corpus) + 1):
-                        out.write(corpus)
+                write_text_of_size(path, corpus, int(mb * 1e6))
                 typer.echo(f"streaming {mb:g} MB...", err=True)
                 result = streaming_peak_memory(folder / "tok", path)
                 result["file_mb"] = path.stat().st_size / 1e6

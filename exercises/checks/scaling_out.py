@@ -1,0 +1,88 @@
+"""Checks for the chapter 8 exercises (ZeRO memory, pipeline bubble,
+tensor-parallel shards)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def zero_bytes(solution: Callable) -> None:
+    """Exercise 8.1: per-device bytes of DDP and ZeRO 1/2/3."""
+    params, devices = 1_000_000, 8
+    expected = {0: 16e6, 1: 4e6 + 12e6 / 8, 2: 2e6 + 14e6 / 8,
+                3: 16e6 / 8}
+    for stage, value in expected.items():
+        got = solution(params, devices, stage)
+        assert abs(got - value) < 1e-6 * value, (
+            f"stage {stage}, {params:,} parameters on {devices} devices: "
+            f"expected {value:,.0f} bytes, got {got:,.0f}")
+    for stage in range(4):
+        assert abs(solution(params, 1, stage) - 16e6) < 1e-3, (
+            "on one device every stage holds all 16 bytes per parameter")
+    for bad in [(params, 8, 4), (params, 0, 1), (params, 8, -1)]:
+        try:
+            solution(*bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"zero_bytes{bad} should raise ValueError")
+    print("✓ zero_bytes is right")
+
+
+def micro_batches_for(solution: Callable) -> None:
+    """Exercise 8.2: the smallest m with (p-1)/(m+p-1) <= b."""
+    cases = {(2, 0.2): 4, (2, 0.5): 1, (4, 0.1): 27, (8, 0.25): 21,
+             (1, 0.01): 1, (4, 3 / 7): 4, (3, 0.05): 38}
+    for (stages, bubble), expected in cases.items():
+        got = solution(stages, bubble)
+        assert got == expected, (
+            f"{stages} stages, bubble <= {bubble}: expected {expected} "
+            f"micro-batches, got {got}")
+    for bad in [(4, 0.0), (4, 1.0), (4, -0.1)]:
+        try:
+            solution(*bad)
+        except ValueError:
+            continue
+        raise AssertionError(
+            f"micro_batches_for{bad} should raise ValueError")
+    print("✓ micro_batches_for is right")
+
+
+def shard_linear(solution: Callable) -> None:
+    """Exercise 8.3: column- and row-parallel shards of a Linear."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(6, 4, generator=generator)
+    x = torch.randn(3, 4, generator=generator)
+    full = x @ weight.T
+    for world in (1, 2):
+        columns = [solution(weight, r, world, "column") for r in range(world)]
+        assert all(c.shape == (6 // world, 4) for c in columns), (
+            f"column shards over {world} should be [{6 // world}, 4], got "
+            f"{[tuple(c.shape) for c in columns]}")
+        joined = torch.cat([x @ c.T for c in columns], dim=-1)
+        assert torch.allclose(joined, full, atol=1e-6), (
+            "concatenating the column-parallel outputs must give x @ W.T")
+        rows = [solution(weight, r, world, "row") for r in range(world)]
+        assert all(r.shape == (6, 4 // world) for r in rows), (
+            f"row shards over {world} should be [6, {4 // world}], got "
+            f"{[tuple(r.shape) for r in rows]}")
+        part = 4 // world
+        summed = sum(x[:, r * part:(r + 1) * part] @ rows[r].T
+                     for r in range(world))
+        assert torch.allclose(summed, full, atol=1e-6), (
+            "summing the row-parallel partial outputs must give x @ W.T")
+    shard = solution(weight, 0, 2, "column")
+    shard += 1
+    assert not torch.equal(weight[:3], shard), (
+        "return a copy: changing the shard changed the original weight")
+    for bad in [(weight, 0, 4, "column"), (weight, 0, 3, "row"),
+                (weight, 2, 2, "row"), (weight, 0, 2, "diagonal")]:
+        try:
+            solution(*bad)
+        except ValueError:
+            continue
+        raise AssertionError(
+            f"shard_linear(weight {tuple(weight.shape)}, {bad[1]}, "
+            f"{bad[2]}, {bad[3]!r}) should raise ValueError")
+    print("✓ shard_linear is right")

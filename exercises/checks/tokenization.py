@@ -1,0 +1,103 @@
+"""Checks for the chapter 3 exercises (pairs, merges, BPE, decoding)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from scratchllm.tokenizer.train import learn_merges_naive
+
+
+def count_pairs(solution: Callable) -> None:
+    """Exercise 3.1: counts of adjacent pairs."""
+    ids = [1, 2, 1, 2, 3]
+    got = dict(solution(ids))
+    expected = {(1, 2): 2, (2, 1): 1, (2, 3): 1}
+    assert got == expected, f"for {ids} expected {expected}, got {got}"
+    got = dict(solution([5, 5, 5]))
+    assert got == {(5, 5): 2}, (
+        f"[5, 5, 5] has two (overlapping) pairs (5, 5); got {got}")
+    assert not solution([]) and not solution([4]), (
+        "a list of zero or one id has no pairs")
+    print("✓ count_pairs is right")
+
+
+def merge(solution: Callable) -> None:
+    """Exercise 3.2: replace a pair, left to right, no overlaps."""
+    ids = [1, 2, 3, 1, 2]
+    got = solution(ids, (1, 2), 9)
+    assert got == [9, 3, 9], f"merging (1, 2) in {ids}: expected [9, 3, 9]"\
+        f", got {got}"
+    assert ids == [1, 2, 3, 1, 2], "do not modify the input list"
+    got = solution([7, 7, 7], (7, 7), 9)
+    assert got == [9, 7], (
+        f"merging (7, 7) in [7, 7, 7] must give [9, 7] (left to right, no "
+        f"overlap), got {got}")
+    got = solution([7, 7, 7, 7], (7, 7), 9)
+    assert got == [9, 9], f"[7, 7, 7, 7] must give [9, 9], got {got}"
+    assert solution([1], (1, 2), 9) == [1], "a lone 1 is not a pair"
+    assert solution([2, 1], (1, 2), 9) == [2, 1], "order matters"
+    print("✓ merge is right")
+
+
+def train_merges(solution: Callable) -> None:
+    """Exercise 3.3: byte-level BPE with the greater-bytes tie-break."""
+    got = solution("abcd", 1)
+    assert got == [(99, 100)], (
+        "in 'abcd' all pairs occur once; the greatest byte pair is "
+        f"(b'c', b'd') = (99, 100), got {got}")
+    text = "the cat sat on the mat; the cat ate the hat"
+    expected = learn_merges_naive({text: 1}, 8)
+    got = solution(text, 8)
+    assert got == expected, (
+        f"the first 8 merges of {text!r} should be\n{expected}\ngot\n{got}")
+    text = "aaabdaaabac" * 3 + " naïve café 東京"
+    expected = learn_merges_naive({text: 1}, 12)
+    got = solution(text, 12)
+    assert got == expected, (
+        f"on {text!r}: expected\n{expected}\ngot\n{got}\n"
+        "(ties: compare the bytes the ids stand for, not the ids)")
+    try:
+        solution("ab", 3)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("'ab' allows one merge; asking for 3 must "
+                             "raise ValueError")
+    print("✓ train_merges is right")
+
+
+def decode(solution: Callable) -> None:
+    """Exercise 3.4: join bytes, then decode with replacement."""
+    vocab = {i: bytes([i]) for i in range(256)}
+    vocab[256] = "é".encode()[:1]
+    vocab[257] = "é".encode()[1:] + b"t"
+    got = solution([256, 257], vocab)
+    assert got == "ét", (
+        "token 256 holds the first byte of 'é' and 257 the second plus "
+        f"'t': joined they decode to 'ét', got {got!r}")
+    got = solution([104, 105, 0xE2, 0x82], vocab)
+    assert got == "hi\ufffd", (
+        f"a cut-off character must become U+FFFD, got {got!r}")
+    assert solution([], vocab) == "", "no ids give the empty string"
+    print("✓ decode is right")
+
+
+def bytes_per_token(solution: Callable) -> None:
+    """Exercise 3.5: total bytes over total tokens."""
+    def encode(text: str) -> list[int]:
+        return list(text.encode("utf-8"))[::2]
+
+    got = solution(encode, ["abcd", "é"])
+    assert abs(got - 6 / 3) < 1e-12, (
+        f"6 bytes in 3 tokens is 2.0 bytes per token, got {got}")
+    got = solution(lambda t: [0], ["a", "b" * 99])
+    assert abs(got - 50.0) < 1e-12, (
+        "total bytes over total tokens: 100 bytes / 2 tokens = 50.0, got "
+        f"{got} (did you average per-document ratios?)")
+    try:
+        solution(encode, [""])
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("no tokens at all: raise ValueError")
+    print("✓ bytes_per_token is right")

@@ -1,0 +1,197 @@
+"""``scratchllm distributed``: chapter 8's commands (hand-written).
+
+* ``configs OUT`` writes the Accelerate/DeepSpeed/FSDP config files;
+* ``memory`` prints the per-device memory of DDP and ZeRO 1/2/3;
+* ``worker COMMAND ...`` is the program each process runs under
+  ``accelerate launch --no_python scratchllm distributed worker ...``;
+* ``pretrain`` trains on N local processes (CPU or GPU) through that worker;
+* ``bench`` measures tokens/s for 1 and N processes on one global batch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+distributed_app = typer.Typer(
+    help="Scale out: Accelerate configs, memory arithmetic, multi-process "
+    "training (chapter 8).",
+    no_args_is_help=True,
+)
+
+
+def _multi_gpu_config() -> Path:
+    """The shipped multi_gpu.yaml, written to a temporary folder."""
+    import tempfile
+
+    from scratchllm.distributed.configs import write_configs
+
+    folder = Path(tempfile.mkdtemp(prefix="scratchllm-configs-"))
+    write_configs(folder)
+    return folder / "multi_gpu.yaml"
+
+
+@distributed_app.command("configs")
+def configs(
+    out: Path = typer.Argument(..., help="Folder to write the files into."),
+) -> None:
+    """Write the Accelerate config files (multi-GPU, multi-node, FSDP,
+    DeepSpeed ZeRO-2/3) into OUT."""
+    from scratchllm.distributed.configs import write_configs
+
+    for path in write_configs(out):
+        typer.echo(path)
+
+
+@distributed_app.command("memory")
+def memory(
+    devices: int = typer.Option(8, help="Devices the run is spread over."),
+    micro_batch: int = typer.Option(1, help="Sequences per device."),
+    seq_length: int = typer.Option(2048, help="Tokens per sequence (at "
+                                   "most each model's context)."),
+) -> None:
+    """Per-device GB of bf16 AdamW training under DDP and ZeRO 1/2/3 for
+    the model presets, and the smallest GPU that holds each."""
+    from scratchllm.distributed.memory import (
+        STRATEGIES,
+        device_memory,
+        smallest_fit,
+    )
+    from scratchllm.model.config import PRESETS, ModelConfig
+
+    if devices < 1 or micro_batch < 1 or seq_length < 1:
+        raise typer.BadParameter("devices, micro-batch and seq-length must "
+                                 "be positive")
+    typer.echo(f"{'preset':>10} {'strategy':>8} {'GB':>8}  smallest GPU")
+    for name in PRESETS:
+        config = ModelConfig.preset(name)
+        length = min(seq_length, config.context_length)
+        for strategy in STRATEGIES:
+            need = device_memory(config, strategy, devices, micro_batch,
+                                 length).total
+            typer.echo(f"{name:>10} {strategy:>8} {need / 1e9:8.2f}  "
+                       f"{smallest_fit(need) or 'none'}")
+
+
+@distributed_app.command(
+    "worker",
+    context_settings={"allow_extra_args": True,
+                      "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def worker(ctx: typer.Context) -> None:
+    """The per-process program (run it under accelerate launch):
+    pretrain | check | deepspeed | fail, with --profile, --config,
+    --set field=JSON, --out."""
+    from scratchllm.distributed.worker import main
+
+    main(ctx.args)
+
+
+def _settings(values: list[str]) -> list[str]:
+    """Validate ``field=JSON`` pairs and turn them into ``--set`` options."""
+    options = []
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set wants field=value, got {item!r}")
+        try:
+            json.loads(value)
+        except ValueError:
+            value = json.dumps(value)
+        options.append(f"--set={key}={value}")
+    return options
+
+
+def _precision_options(profile: str, config: Path | None,
+                       settings: list[str]) -> list[str]:
+    """``--mixed_precision`` matching the TrainConfig's precision (pretrain
+    refuses to run when the two disagree)."""
+    import argparse
+
+    from scratchllm.distributed.worker import train_config
+
+    arguments = argparse.Namespace(
+        profile=profile, config=str(config) if config else None,
+        set=[s.removeprefix("--set=") for s in settings])
+    precision = train_config(arguments).precision
+    return ["--mixed_precision", {"fp32": "no"}.get(precision, precision)]
+
+
+@distributed_app.command("pretrain")
+def pretrain(
+    processes: int = typer.Option(2, help="Processes on this machine."),
+    profile: str = typer.Option("ci", help="TrainConfig preset."),
+    config: Path | None = typer.Option(None, help="YAML/TOML config."),
+    set_: list[str] = typer.Option([], "--set", help="field=value "
+                                   "override (repeatable)."),
+    config_file: Path | None = typer.Option(
+        None, help="Accelerate config (default: multi_gpu.yaml)."),
+    timeout: float = typer.Option(3600, help="Kill the run after this "
+                                  "many seconds."),
+) -> None:
+    """Chapter 7's pretrain on N local processes via accelerate launch."""
+    from scratchllm.distributed.launch import launch
+
+    settings = _settings(set_)
+    arguments = ["pretrain", "--profile", profile, *settings]
+    if config is not None:
+        arguments += ["--config", str(config)]
+    accelerate_config = config_file or _multi_gpu_config()
+    result = launch(arguments, processes, accelerate_config,
+                    _precision_options(profile, config, settings),
+                    timeout=timeout, check=False)
+    typer.echo(result.output)
+    raise typer.Exit(result.returncode)
+
+
+@distributed_app.command("bench")
+def bench(
+    processes: int = typer.Option(2, help="Processes to compare with 1."),
+    profile: str = typer.Option("ci", help="TrainConfig preset."),
+    steps: int = typer.Option(10, help="Steps per run."),
+    repeats: int = typer.Option(3, help="Runs per process count."),
+    set_: list[str] = typer.Option([], "--set", help="field=value "
+                                   "override (repeatable)."),
+    out: Path = typer.Option(Path("_build/bench/distributed"),
+                             help="Folder for the runs' logs."),
+) -> None:
+    """Median tokens/s of 1 vs N processes on the same global batch (CPU
+    processes on a machine without GPUs)."""
+    import statistics
+
+    from scratchllm.distributed.launch import launch, set_options
+    from scratchllm.train.monitor import read_log
+
+    if steps < 3 or repeats < 1 or processes < 2:
+        raise typer.BadParameter("need steps >= 3, repeats >= 1 and "
+                                 "processes >= 2")
+    accelerate_config = _multi_gpu_config()
+    settings = _settings(set_)
+    precision = _precision_options(profile, None, settings)
+    medians: dict[int, list[float]] = {}
+    for repeat in range(repeats):
+        for count in (1, processes):
+            run_dir = out / f"p{count}_r{repeat}"
+            values = {"max_steps": steps, "warmup_steps": 1, "log_every": 1,
+                      "checkpoint_every": 0, "progress": False,
+                      "output_dir": str(run_dir)}
+            launch(["pretrain", "--profile", profile, *set_options(values),
+                    *settings], count, accelerate_config, precision,
+                   timeout=3600)
+            rates = [r["tokens_per_s"] for r in read_log(run_dir / "log.jsonl")
+                     if r["kind"] == "train"][1:]
+            medians.setdefault(count, []).append(statistics.median(rates))
+            typer.echo(f"repeat {repeat}: {count} process(es): "
+                       f"{medians[count][-1]:,.0f} tokens/s")
+    one = statistics.median(medians[1])
+    many = statistics.median(medians[processes])
+    typer.echo(f"median: 1 process {one:,.0f} tokens/s; {processes} "
+               f"processes {many:,.0f} tokens/s; ratio {many / one:.2f}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``distributed`` command group to the main CLI."""
+    app.add_typer(distributed_app, name="distributed")

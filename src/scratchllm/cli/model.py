@@ -1,0 +1,214 @@
+"""``scratchllm model``: inspect model configurations, export checkpoints to
+the Hugging Face Llama format, and benchmark attention (chapters 4-6)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+model_app = typer.Typer(
+    help="The model: sizes and FLOPs, Hugging Face export, benchmarks.",
+    no_args_is_help=True,
+)
+
+PRESET_NAMES = ("ci", "laptop", "gpu", "gpt2-small")
+
+
+def fail(message: str) -> None:
+    """Print a readable error and exit non-zero."""
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def human(number: float, unit: str = "") -> str:
+    """12_345_678 -> '12.35 M'."""
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(number) >= scale:
+            return f"{number / scale:.2f} {prefix}{unit}"
+    return f"{number:.0f} {unit}".rstrip()
+
+
+@model_app.command()
+def info(
+    preset: Annotated[Optional[list[str]], typer.Option(
+        help="Preset(s) to show (default: all).")] = None,
+    vocab_size: Annotated[Optional[int], typer.Option(
+        help="Override the vocabulary size.")] = None,
+    batch_size: Annotated[int, typer.Option(
+        help="Batch size for the memory estimate.")] = 8,
+    seq_length: Annotated[Optional[int], typer.Option(
+        help="Sequence length (default: the context length).")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Parameters, FLOPs per token and training memory of the presets."""
+    from scratchllm.model.config import ModelConfig
+    from scratchllm.model.estimate import (
+        count_parameters,
+        flops_per_token,
+        memory_estimate,
+    )
+
+    names = preset or list(PRESET_NAMES)
+    overrides = {} if vocab_size is None else {"vocab_size": vocab_size}
+    rows = []
+    for name in names:
+        try:
+            config = ModelConfig.preset(name, **overrides)
+        except ValueError as error:
+            fail(str(error))
+        length = seq_length or config.context_length
+        memory = memory_estimate(config, batch_size, length)
+        rows.append({
+            "preset": name,
+            "config": config.to_dict(),
+            "parameters": count_parameters(config),
+            "non_embedding_parameters": count_parameters(
+                config, non_embedding=True),
+            "forward_flops_per_token": flops_per_token(config, length),
+            "training_flops_per_token": flops_per_token(
+                config, length, training=True),
+            "training_memory_bytes": memory,
+        })
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"model presets (batch {batch_size})")
+    for column in ("preset", "d", "layers", "heads/kv", "vocab", "context",
+                   "params", "non-emb", "train FLOP/tok", "train memory"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        c = row["config"]
+        table.add_row(
+            row["preset"], str(c["d_model"]), str(c["n_layers"]),
+            f"{c['n_heads']}/{c['n_kv_heads']}", str(c["vocab_size"]),
+            str(c["context_length"]), human(row["parameters"]),
+            human(row["non_embedding_parameters"]),
+            human(row["training_flops_per_token"], "FLOP"),
+            human(row["training_memory_bytes"]["total"], "B"),
+        )
+    console = Console()
+    Console(width=max(console.width, 132)).print(table)
+
+
+@model_app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(
+        help="A training checkpoint folder (chapter 7).")],
+    out: Annotated[Path, typer.Option(
+        help="Folder for config.json + model.safetensors.")],
+    tokenizer: Annotated[Optional[Path], typer.Option(
+        help="Tokenizer folder to export alongside (chapter 3).")] = None,
+    check: Annotated[bool, typer.Option(
+        help="Reload with transformers and compare logits.")] = True,
+) -> None:
+    """Export a checkpoint to the Hugging Face Llama format."""
+    import torch
+
+    from scratchllm.model.hf import export_hf
+
+    if not checkpoint.is_dir():
+        fail(f"no such checkpoint folder: {checkpoint}")
+    try:
+        from scratchllm.train.checkpoint import load_model
+
+        model, _ = load_model(checkpoint)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        fail(f"cannot load {checkpoint}: {error}")
+    loaded_tokenizer = None
+    if tokenizer is not None:
+        from scratchllm.tokenizer import load_tokenizer
+
+        try:
+            loaded_tokenizer = load_tokenizer(tokenizer)
+        except (FileNotFoundError, ValueError) as error:
+            fail(f"cannot load tokenizer {tokenizer}: {error}")
+    try:
+        export_hf(model, out, tokenizer=loaded_tokenizer)
+    except ValueError as error:
+        fail(str(error))
+    typer.echo(f"wrote {out}: " + ", ".join(
+        sorted(p.name for p in out.iterdir())))
+    if check:
+        import os
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import LlamaForCausalLM
+
+        reference = LlamaForCausalLM.from_pretrained(out).eval()
+        length = min(64, model.config.context_length)
+        tokens = torch.randint(0, model.config.vocab_size, (1, length))
+        with torch.no_grad():
+            gap = (model.float()(tokens) - reference(tokens).logits)
+        typer.echo(f"transformers logits differ by at most "
+                   f"{gap.abs().max().item():.2e}")
+
+
+@model_app.command("bench-attention")
+def bench_attention(
+    lengths: Annotated[str, typer.Option(
+        help="Comma-separated sequence lengths.")] = "128,256,512,1024",
+    heads: Annotated[int, typer.Option(help="Attention heads.")] = 8,
+    head_dim: Annotated[int, typer.Option(help="Width per head.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 1,
+    repeats: Annotated[int, typer.Option(help="Timed runs each.")] = 5,
+    threads: Annotated[int, typer.Option(
+        help="CPU threads (0: leave PyTorch's default).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Time forward + backward of from-scratch attention and SDPA."""
+    import statistics
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    from scratchllm.model.attention import attention, causal_mask
+
+    try:
+        sizes = [int(n) for n in lengths.split(",") if n.strip()]
+    except ValueError:
+        fail(f"--lengths must be integers separated by commas: {lengths}")
+    if device == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda, but no CUDA device is available")
+    if threads:
+        torch.set_num_threads(threads)
+
+    def scratch(q, k, v):
+        mask = causal_mask(q.shape[-2], k.shape[-2], q.device)
+        return attention(q, k, v, mask)[0]
+
+    def sdpa(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    def timed(function, q, k, v) -> float:
+        times = []
+        for _ in range(repeats + 1):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            function(q, k, v).sum().backward()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times[1:])
+
+    typer.echo(f"{'T':>7} {'scratch ms':>11} {'SDPA ms':>9} {'ratio':>6}")
+    for length in sizes:
+        q, k, v = (torch.randn(batch_size, heads, length, head_dim,
+                               device=device, requires_grad=True)
+                   for _ in range(3))
+        slow, fast = timed(scratch, q, k, v), timed(sdpa, q, k, v)
+        typer.echo(f"{length:>7} {1000 * slow:>11.2f} {1000 * fast:>9.2f} "
+                   f"{slow / fast:>6.1f}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``model`` command group."""
+    app.add_typer(model_app, name="model")

@@ -1,0 +1,179 @@
+"""``scratchllm pretrain``, ``scratchllm estimate`` and
+``scratchllm bench-train`` (chapter 7; hand-written, never tangled)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def fail(message: str) -> None:
+    """Print an error a reader can act on, and exit non-zero."""
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the pretraining commands to the main app."""
+
+    @app.command()
+    def pretrain(
+        profile: Annotated[str, typer.Option(
+            help="Preset: ci, laptop, gpu or cluster.")] = "laptop",
+        config: Annotated[Optional[Path], typer.Option(
+            "--config", exists=True, dir_okay=False,
+            help="YAML or TOML file overriding TrainConfig fields.")] = None,
+        resume: Annotated[bool, typer.Option(
+            help="Continue from the run folder's latest checkpoint.")
+        ] = False,
+        artifacts_root: Annotated[Optional[str], typer.Option(
+            help="Artifact folder (default: the preset's, "
+            "_build/artifacts).")] = None,
+        max_steps: Annotated[Optional[int], typer.Option(
+            help="Override the number of steps.")] = None,
+        accelerate: Annotated[bool, typer.Option(
+            help="Use Hugging Face Accelerate (for `accelerate launch`).")
+        ] = False,
+    ) -> None:
+        """Pretrain a GPT on token shards (chapter 7)."""
+        from scratchllm.train import load_config, preset
+        from scratchllm.train import pretrain as run_pretraining
+        from scratchllm.train.checkpoint import CheckpointError
+
+        overrides = {"resume": resume}
+        if artifacts_root is not None:
+            overrides["artifacts_root"] = artifacts_root
+        if max_steps is not None:
+            overrides["max_steps"] = max_steps
+        try:
+            settings = (load_config(config, profile, **overrides) if config
+                        else preset(profile, **overrides))
+            accelerator = None
+            if accelerate:
+                from accelerate import Accelerator
+
+                mixed = {"fp32": "no"}.get(settings.precision,
+                                           settings.precision)
+                accelerator = Accelerator(mixed_precision=mixed)
+            result = run_pretraining(settings, accelerator=accelerator)
+        except (ValueError, FileNotFoundError, CheckpointError) as error:
+            fail(str(error))
+        if accelerator is None or accelerator.is_main_process:
+            typer.echo(
+                f"{result.steps} steps, {result.tokens:,} tokens in "
+                f"{result.seconds:.0f} s; validation loss "
+                f"{result.val_loss:.4f} nats/token = "
+                f"{result.val_bits_per_byte:.4f} bits/byte\n"
+                f"checkpoints and log.jsonl in {result.run_dir}")
+
+    @app.command()
+    def estimate(
+        params: Annotated[Optional[str], typer.Option(
+            help="Model size, e.g. 124M or 7B.")] = None,
+        tokens: Annotated[Optional[str], typer.Option(
+            help="Training tokens, e.g. 10B (default: 20 per parameter)."
+        )] = None,
+        flops: Annotated[Optional[str], typer.Option(
+            help="A FLOP budget instead: pick params and tokens "
+            "compute-optimally.")] = None,
+        hardware: Annotated[str, typer.Option(
+            help="A hardware name (see --list).")] = "h100-sxm",
+        devices: Annotated[int, typer.Option(help="Number of devices.")] = 1,
+        mfu: Annotated[float, typer.Option(
+            help="Model FLOPs utilisation to assume.")] = 0.4,
+        list_hardware: Annotated[bool, typer.Option(
+            "--list", help="List the hardware table and exit.")] = False,
+    ) -> None:
+        """Estimate FLOPs, memory, hours and dollars of a training run."""
+        from scratchllm.train.monitor import HARDWARE, PRICES_AS_OF
+        from scratchllm.train.scaling import (
+            CHINCHILLA_REFIT,
+            estimate_run,
+            parse_count,
+        )
+
+        if list_hardware:
+            typer.echo(f"prices as of {PRICES_AS_OF} (on-demand, USD per "
+                       "device-hour; check current prices)")
+            for hw in HARDWARE.values():
+                typer.echo(f"  {hw.name:10s} {hw.peak_flops:9.3g} FLOP/s "
+                           f"{hw.memory_gb:5.0f} GB  ${hw.usd_per_hour:5.2f}"
+                           f"  {hw.note}")
+            return
+        try:
+            if flops is not None:
+                n, d = CHINCHILLA_REFIT.compute_optimal(parse_count(flops))
+                typer.echo(f"compute-optimal for {parse_count(flops):.3g} "
+                           f"FLOPs ({CHINCHILLA_REFIT.source}): "
+                           f"{n:.3g} params, {d:.3g} tokens")
+            elif params is not None:
+                n = parse_count(params)
+                d = parse_count(tokens) if tokens else 20 * n
+            else:
+                fail("give --params (and optionally --tokens) or --flops")
+            e = estimate_run(n, d, hardware, devices, mfu)
+        except ValueError as error:
+            fail(str(error))
+        typer.echo(
+            f"params {e.params:.3g}, tokens {e.tokens:.3g} "
+            f"({e.tokens / e.params:.0f} per param)\n"
+            f"compute  {e.flops:.3g} FLOPs (6 N D)\n"
+            f"memory   {e.state_gb:.1f} GB of training state (16 B/param, "
+            f"no activations); {e.state_gb_per_device:.1f} GB per device "
+            f"fully sharded: {'fits' if e.fits else 'does NOT fit'}\n"
+            f"time     {e.hours:.1f} h on {e.devices} x {e.hardware} at "
+            f"{e.mfu:.0%} MFU\n"
+            f"cost     ${e.dollars:,.0f} (prices as of {e.prices_as_of})")
+
+    @app.command("bench-train")
+    def bench_train(
+        model: Annotated[Optional[list[str]], typer.Option(
+            help="ModelConfig preset(s); repeat for several.")] = None,
+        precision: Annotated[Optional[list[str]], typer.Option(
+            help="fp32, bf16 or fp16 (GPU); repeat for several.")] = None,
+        compile: Annotated[str, typer.Option(
+            help="off, on or both.")] = "both",
+        batch_size: Annotated[int, typer.Option()] = 16,
+        context_length: Annotated[int, typer.Option()] = 256,
+        vocab_size: Annotated[int, typer.Option()] = 4096,
+        steps: Annotated[int, typer.Option(
+            help="Timed steps per repeat.")] = 10,
+        repeats: Annotated[int, typer.Option(
+            help="Repeats; the median is reported.")] = 3,
+        device: Annotated[str, typer.Option()] = "cpu",
+    ) -> None:
+        """Tokens/s and ms/step of the training step for named configs,
+        with and without torch.compile, in fp32 and bf16."""
+        import dataclasses
+        import statistics
+
+        from scratchllm.model.config import ModelConfig
+        from scratchllm.train.bench import benchmark_step
+
+        if compile not in ("off", "on", "both"):
+            fail("--compile must be off, on or both")
+        compiled = {"off": [False], "on": [True],
+                    "both": [False, True]}[compile]
+        typer.echo(f"{'model':12s} {'precision':9s} {'compile':7s} "
+                   f"{'ms/step':>9s} {'tokens/s':>10s} {'warmup s':>9s}")
+        for name in model or ["ci", "laptop"]:
+            try:
+                config = dataclasses.replace(
+                    ModelConfig.preset(name, vocab_size=vocab_size),
+                    context_length=context_length)
+            except ValueError as error:
+                fail(str(error))
+            for kind in precision or ["fp32", "bf16"]:
+                for with_compile in compiled:
+                    runs = [benchmark_step(
+                        config, batch_size, context_length, kind,
+                        with_compile, steps=steps, device=device)
+                        for _ in range(repeats)]
+                    ms = statistics.median(r["ms_per_step"] for r in runs)
+                    rate = batch_size * context_length / (ms / 1000)
+                    typer.echo(
+                        f"{name:12s} {kind:9s} "
+                        f"{'yes' if with_compile else 'no':7s} {ms:9.1f} "
+                        f"{rate:10,.0f} {runs[0]['warmup_s']:9.1f}")

@@ -1,0 +1,205 @@
+"""Chapter 7 training loop: exact resume after a kill, accumulation,
+Accelerate, logs, and clear errors (the real GPT on tiny shards)."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from scratchllm.tokenizer import train_bpe
+from scratchllm.tokenizer.shards import write_shards
+from scratchllm.train import preset, pretrain
+from scratchllm.train.checkpoint import CheckpointError
+from scratchllm.train.monitor import plot_training, read_log
+
+TINY_MODEL = {"d_model": 32, "n_heads": 2, "n_kv_heads": 1,
+              "ffn_hidden": 64, "n_layers": 2}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP overhead on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """A/tokenizer and A/tokens/storyworld for a tiny corpus of stories."""
+    root = tmp_path_factory.mktemp("artifacts")
+    A = root / "ci"
+    rng = random.Random(0)
+    names, things = ["Mia", "Tom", "Ada"], ["ball", "cat", "kite"]
+    stories = [
+        f"{rng.choice(names)} had a {rng.choice(things)}. "
+        f"{rng.choice(names)} liked the {rng.choice(things)}."
+        for _ in range(600)
+    ]
+    data = A / "data" / "storyworld"
+    data.mkdir(parents=True)
+    for split, part in [("train", stories[:500]), ("val", stories[500:])]:
+        with open(data / f"{split}.jsonl", "w") as handle:
+            for number, text in enumerate(part):
+                handle.write(json.dumps({"id": str(number), "text": text})
+                             + "\n")
+    tokenizer = train_bpe(stories, 270)
+    tokenizer.save(A / "tokenizer")
+    write_shards(tokenizer, data, A / "tokens" / "storyworld")
+    return root
+
+
+def config(artifacts, name, **overrides):
+    options = dict(artifacts_root=str(artifacts), run_name=name,
+                   model_overrides=TINY_MODEL, context_length=16,
+                   batch_size=4, max_steps=6, warmup_steps=1, log_every=2,
+                   eval_every=3, eval_tokens=256, checkpoint_every=3,
+                   sample_every=-1, sample_tokens=8, progress=False,
+                   precision="fp32", device="cpu")
+    return preset("ci", **{**options, **overrides})
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_after(step):
+    def on_step(done, record):
+        if done == step:
+            raise Killed
+    return on_step
+
+
+def same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in
+               zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_after_kill_is_bit_identical(artifacts, precision):
+    dropout = {**TINY_MODEL, "dropout": 0.1}
+    straight = pretrain(config(artifacts, f"straight-{precision}",
+                               precision=precision,
+                               model_overrides=dropout))
+    killed = config(artifacts, f"killed-{precision}", precision=precision,
+                    model_overrides=dropout)
+    with pytest.raises(Killed):
+        pretrain(killed, on_step=kill_after(5))
+    resumed = pretrain(config(artifacts, f"killed-{precision}",
+                              precision=precision, model_overrides=dropout,
+                              resume=True))
+    assert same_weights(straight.model, resumed.model)
+    assert resumed.val_loss == straight.val_loss
+
+
+def test_without_resume_a_run_starts_over(artifacts):
+    first = pretrain(config(artifacts, "again"))
+    second = pretrain(config(artifacts, "again"))
+    assert same_weights(first.model, second.model)
+    log = read_log(first.run_dir / "log.jsonl")
+    assert [r["step"] for r in log if r["kind"] == "train"] == [2, 4, 6]
+
+
+def test_resuming_a_finished_run_only_evaluates(artifacts):
+    done = pretrain(config(artifacts, "finished"))
+    again = pretrain(config(artifacts, "finished", resume=True))
+    assert same_weights(done.model, again.model)
+    assert again.val_loss == pytest.approx(done.val_loss)
+
+
+def test_accumulation_matches_one_large_batch(artifacts):
+    whole = pretrain(config(artifacts, "whole", max_steps=3))
+    parts = pretrain(config(artifacts, "parts", max_steps=3,
+                            micro_batch_size=1))
+    for a, b in zip(whole.model.parameters(), parts.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_loss_goes_down_and_logs_are_complete(artifacts):
+    result = pretrain(config(artifacts, "learns", max_steps=40,
+                             eval_every=40, lr=1e-2, sample_every=0))
+    log = read_log(result.run_dir / "log.jsonl")
+    train = [r for r in log if r["kind"] == "train"]
+    assert train[-1]["loss"] < train[0]["loss"] - 1.0
+    assert {"loss", "lr", "grad_norm", "tokens_per_s", "ms_per_step"} <= \
+        set(train[0])
+    assert [r["kind"] for r in log].count("sample") == 1
+    assert result.val_bits_per_byte > 0
+    plot_training(log)
+
+
+def test_accelerate_single_process_matches_plain_loop(artifacts):
+    accelerate = pytest.importorskip("accelerate")
+    plain = pretrain(config(artifacts, "plain", max_steps=3))
+    accelerator = accelerate.Accelerator(cpu=True, mixed_precision="no")
+    accelerated = pretrain(config(artifacts, "accelerated", max_steps=3),
+                           accelerator=accelerator)
+    for a, b in zip(plain.model.parameters(),
+                    accelerated.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="mixed_precision"):
+        pretrain(config(artifacts, "mismatch", precision="bf16"),
+                 accelerator=accelerator)
+
+
+def test_corrupt_checkpoint_stops_resume(artifacts):
+    result = pretrain(config(artifacts, "corrupt"))
+    latest = json.loads((result.run_dir / "latest.json").read_text())
+    weights = result.run_dir / latest["path"] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(CheckpointError, match="truncated"):
+        pretrain(config(artifacts, "corrupt", resume=True))
+
+
+def test_resume_refuses_another_model(artifacts):
+    pretrain(config(artifacts, "other"))
+    wider = {**TINY_MODEL, "d_model": 64}
+    with pytest.raises(CheckpointError, match="another model"):
+        pretrain(config(artifacts, "other", resume=True,
+                        model_overrides=wider))
+
+
+def test_clear_errors_for_bad_setups(artifacts, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no token shards"):
+        pretrain(config(artifacts, "none", tokens_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="fp16"):
+        pretrain(config(artifacts, "fp16", precision="fp16"))
+    with pytest.raises(ValueError, match="micro-batches"):
+        pretrain(config(artifacts, "odd", micro_batch_size=3))
+
+
+def test_command_line(artifacts, tmp_path):
+    from typer.testing import CliRunner
+
+    from scratchllm.cli import app
+
+    runner = CliRunner()
+    estimate = runner.invoke(app, ["estimate", "--params", "124M",
+                                   "--tokens", "10B", "--devices", "8"])
+    assert estimate.exit_code == 0, estimate.output
+    assert "7.44e+18 FLOPs" in estimate.output
+    optimal = runner.invoke(app, ["estimate", "--flops", "1e21"])
+    assert optimal.exit_code == 0 and "compute-optimal" in optimal.output
+    assert runner.invoke(app, ["estimate", "--params", "x"]).exit_code == 1
+    settings = tmp_path / "tiny.yaml"
+    settings.write_text(
+        "model_overrides: {d_model: 32, n_heads: 2, n_kv_heads: 1, "
+        "ffn_hidden: 64, n_layers: 1}\ncontext_length: 16\nbatch_size: 2\n"
+        "warmup_steps: 1\nprogress: false\nrun_name: cli\n"
+        "sample_every: -1\neval_tokens: 64\n")
+    trained = runner.invoke(app, [
+        "pretrain", "--profile", "ci", "--config", str(settings),
+        "--artifacts-root", str(artifacts), "--max-steps", "2"])
+    assert trained.exit_code == 0, trained.output
+    assert "bits/byte" in trained.output
+    missing = runner.invoke(app, [
+        "pretrain", "--profile", "ci", "--artifacts-root", str(tmp_path)])
+    assert missing.exit_code == 1 and "no token shards" in missing.output
+    bench = runner.invoke(app, [
+        "bench-train", "--model", "ci", "--precision", "fp32",
+        "--compile", "off", "--batch-size", "2", "--context-length", "16",
+        "--vocab-size", "64", "--steps", "1", "--repeats", "1"])
+    assert bench.exit_code == 0, bench.output
+    assert "tokens/s" in bench.output
