@@ -51,7 +51,7 @@ def dot(book: list[Chapter], timings: dict[str, dict[str, Any]]) -> str:
     """The roadmap in graphviz's language; chapter nodes link to pages."""
     lines = [
         "digraph roadmap {",
-        '  rankdir=LR; bgcolor="transparent";',
+        '  rankdir=TB; bgcolor="transparent"; ranksep=0.3; nodesep=0.25;',
         '  node [fontname="Helvetica", fontsize=11];',
         '  edge [color="#777777"];',
     ]
@@ -90,12 +90,12 @@ def dot(book: list[Chapter], timings: dict[str, dict[str, Any]]) -> str:
 def table(book: list[Chapter], timings: dict[str, dict[str, Any]]) -> str:
     """The roadmap as a MyST table: links, tracks, artifacts, run times."""
     measured = [p for p in PROFILES if p in timings]
-    head = ["Step", "Tracks", "Reads", "Writes"] + measured
+    head = ["Step", "Tracks (B/P/R)", "Reads", "Writes"] + measured
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for chapter in book:
         cells = [
             f"{{doc}}`{label(chapter)} <{chapter.stem}>`",
-            ", ".join(chapter.tracks) or "all",
+            " · ".join(t[0].upper() for t in chapter.tracks) or "all",
             ", ".join(f"`{a}`" for a in chapter.reads) or "—",
             ", ".join(f"`{a}`" for a in chapter.writes) or "—",
         ] + [
@@ -131,6 +131,7 @@ def page(book: list[Chapter], timings: dict[str, dict[str, Any]]) -> str:
         "run time of each chapter per profile.\n"
         ":align: center\n```\n\n"
         + table(book, timings)
-        + "\nRun times were measured by the executor on:\n\n"
+        + "\nTracks: B beginner, P practitioner, R researcher. "
+        "Run times were measured by the executor on:\n\n"
         + measured
     )
