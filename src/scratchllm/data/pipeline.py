@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from typing import TypeVar
 
 from tqdm.auto import tqdm
 
@@ -90,6 +91,9 @@ def clean_one(doc: Document, config: PipelineConfig) -> Outcome:
     return out
 
 
+T = TypeVar("T")
+
+
 def _clean_batch(job: tuple[list[Document], PipelineConfig]
                  ) -> list[Outcome]:
     """Worker entry point: clean a batch of documents."""
@@ -97,10 +101,9 @@ def _clean_batch(job: tuple[list[Document], PipelineConfig]
     return [clean_one(doc, config) for doc in docs]
 
 
-def batched(items: Iterable[Document], size: int
-            ) -> Iterator[list[Document]]:
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Consecutive lists of ``size`` items (the last may be shorter)."""
-    batch: list[Document] = []
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) == size:

@@ -12,14 +12,13 @@ import json
 import multiprocessing
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from scratchllm.data.pipeline import batched
 from scratchllm.tokenizer.bpe import Tokenizer
 
-T = TypeVar("T")
 _worker_encoder = None
 
 
@@ -45,18 +44,6 @@ def _encode_batch(texts: list[str]) -> tuple[np.ndarray, int, int]:
         ids.extend(doc)
     size = sum(len(text.encode("utf-8")) for text in texts)
     return np.array(ids, dtype=dtype), len(texts), size
-
-
-def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Consecutive lists of ``size`` items (the last may be shorter)."""
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def iter_jsonl_texts(path: Path) -> Iterator[str]:
@@ -98,12 +85,12 @@ def write_split(tokenizer: Tokenizer, texts: Iterable[str], folder: Path,
         stats["bytes"] += size
         bar.update(documents)
 
-    batches = _batches(texts, batch_size)
+    batches = batched(texts, batch_size)
     bar = tqdm(desc=f"tokenizing {split}", unit=" docs", mininterval=1.0)
     if workers > 1:
         context = multiprocessing.get_context("spawn")
         with context.Pool(workers, _start_worker, (tokenizer,)) as pool:
-            for group in _batches(batches, 4 * workers):
+            for group in batched(batches, 4 * workers):
                 for result in pool.map(_encode_batch, group):
                     add(*result)
     else:
