@@ -1,4 +1,5 @@
-"""Every exercise check passes on its solution and fails on its stub."""
+"""Every exercise check passes on its solution and rejects its stub and
+every plausible wrong solution in ``exercises/wrong``."""
 
 from __future__ import annotations
 
@@ -45,6 +46,26 @@ def setup_cells(notebook: Path) -> str:
 def cases() -> list[tuple[Path, str]]:
     """(notebook, exercise name) for every stub of every notebook."""
     return [(nb, name) for nb in NOTEBOOKS for name in stubs(nb)]
+
+
+def wrong_names(notebook: Path) -> list[str]:
+    """Names of the wrong solutions (``<exercise>__<mistake>``) defined in
+    ``exercises/wrong/<slug>.py``, read without importing it."""
+    path = EXERCISES / "wrong" / f"{slug(notebook)}.py"
+    if not path.exists():
+        return []
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [node.name for node in tree.body
+            if isinstance(node, ast.FunctionDef) and "__" in node.name]
+
+
+def wrong_cases() -> list[tuple[Path, str]]:
+    """(notebook, wrong solution name) for every wrong solution."""
+    return [(nb, name) for nb in NOTEBOOKS for name in wrong_names(nb)]
+
+
+# Wrong solutions whose check trains a model for a second or so.
+SLOW_WRONG = {"training_step"}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -101,3 +122,40 @@ def test_check_fails_on_the_stub(notebook: Path, name: str) -> None:
 def test_check_passes_on_the_solution(notebook: Path, name: str) -> None:
     solution = getattr(module("solutions", notebook), name)
     getattr(module("checks", notebook), name)(solution)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_exercise_has_a_wrong_solution(notebook: Path) -> None:
+    exercises = set(stubs(notebook))
+    covered = {name.split("__")[0] for name in wrong_names(notebook)}
+    assert exercises <= covered, (
+        f"exercises/wrong/{slug(notebook)}.py has no wrong solution for "
+        f"{sorted(exercises - covered)}")
+    assert covered <= exercises, (
+        f"exercises/wrong/{slug(notebook)}.py has wrong solutions for "
+        f"{sorted(covered - exercises)}, which are not exercises")
+
+
+def wrong_params() -> list:
+    """wrong_cases(), the slow ones marked ``slow``."""
+    return [
+        pytest.param(nb, name, marks=pytest.mark.slow)
+        if name.split("__")[0] in SLOW_WRONG else (nb, name)
+        for nb, name in wrong_cases()
+    ]
+
+
+@pytest.mark.parametrize(
+    "notebook, name", wrong_params(), ids=lambda x: getattr(x, "stem", x))
+def test_check_rejects_the_wrong_solution(notebook: Path, name: str) -> None:
+    wrong = getattr(module("wrong", notebook), name)
+    assert wrong.__doc__, f"{name}: say in a docstring what is wrong"
+    assert getattr(wrong, "says", ""), (
+        f"{name}: mark it @says(<part of the check's message>)")
+    check = getattr(module("checks", notebook), name.split("__")[0])
+    with pytest.raises(AssertionError) as rejected:
+        check(wrong)
+    message = str(rejected.value)
+    assert wrong.says.lower() in message.lower(), (
+        f"the check rejects {name} with {message!r}, which does not say "
+        f"{wrong.says!r}")

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import torch
 
+from ._expect import raises_value_error
+
 
 def count_bigrams(solution: Callable) -> None:
     """Exercise 1.1: counts of each pair of consecutive ids."""
@@ -14,7 +16,13 @@ def count_bigrams(solution: Callable) -> None:
     counts = solution(ids, 3)
     assert tuple(counts.shape) == (3, 3), (
         f"expected shape (3, 3), got {tuple(counts.shape)}")
+    assert int(counts.sum()) == 5, (
+        f"6 ids have 5 consecutive pairs; your counts add up to "
+        f"{int(counts.sum())} (no pair wraps around from the end)")
     expected = torch.tensor([[0, 2, 0], [0, 1, 1], [1, 0, 0]])
+    assert not torch.equal(counts.long(), expected.T), (
+        "your counts are transposed: counts[a, b] is how often b follows "
+        "a (rows: the earlier id)")
     assert torch.equal(counts.long(), expected), (
         f"for ids {ids.tolist()} expected\n{expected}\ngot\n{counts}")
     ids = torch.randint(0, 7, (1000,), generator=torch.Generator()
@@ -35,6 +43,11 @@ def smoothed_probabilities(solution: Callable) -> None:
         f"expected float64, got {probabilities.dtype}")
     expected = torch.tensor([[4 / 7, 2 / 7, 1 / 7], [1 / 3] * 3,
                              [2 / 7, 2 / 7, 3 / 7]], dtype=torch.float64)
+    sums = probabilities.sum(dim=1)
+    assert torch.allclose(sums, torch.ones(3, dtype=torch.float64)), (
+        f"each row must sum to 1; yours sum to {sums.tolist()} (add alpha "
+        "to every one of the V cells, then divide each row by its own sum"
+        ", over dim=1)")
     assert torch.allclose(probabilities, expected), (
         f"with alpha=1 expected\n{expected}\ngot\n{probabilities}\n"
         "(add alpha to every cell, then divide each row by its sum)")
@@ -42,14 +55,10 @@ def smoothed_probabilities(solution: Callable) -> None:
                           torch.tensor([[0.75, 0.25, 0.0]],
                                        dtype=torch.float64)), (
         "with alpha=0 the rows are plain relative frequencies")
-    try:
-        solution(counts, 0.0)
-    except ValueError:
-        pass
-    else:
-        raise AssertionError(
-            "a row of zeros with alpha=0 has no distribution: raise "
-            "ValueError instead of returning NaN")
+    raises_value_error(
+        lambda: solution(counts, 0.0),
+        "a row of zeros with alpha=0 has no distribution (do not return "
+        "NaN)")
     print("✓ smoothed_probabilities is right")
 
 
@@ -60,7 +69,8 @@ def bits_per_symbol(solution: Callable) -> None:
     value = solution(uniform, ids)
     assert isinstance(value, float), f"return a float, not {type(value)}"
     assert math.isclose(value, 2.0), (
-        f"a uniform model over 4 symbols costs exactly 2 bits; got {value}")
+        f"a uniform model over 4 symbols costs exactly 2 bits; got {value}"
+        " (log base 2, not e? the mean over the len(ids) - 1 pairs?)")
     table = torch.tensor([[0.5, 0.5], [0.9, 0.1]], dtype=torch.float64)
     ids = torch.tensor([0, 1, 0, 0])
     expected = -(math.log2(0.5) + math.log2(0.9) + math.log2(0.5)) / 3
@@ -68,4 +78,11 @@ def bits_per_symbol(solution: Callable) -> None:
     assert math.isclose(value, expected, rel_tol=1e-9), (
         f"expected {expected:.6f} bits for pairs (0,1), (1,0), (0,0); got "
         f"{value:.6f} (log base 2? mean over len(ids) - 1 pairs?)")
+    ids = torch.tensor([0, 1, 1])
+    expected = -(math.log2(0.5) + math.log2(0.1)) / 2
+    value = solution(table, ids)
+    assert math.isclose(value, expected, rel_tol=1e-9), (
+        f"expected {expected:.6f} bits for pairs (0,1), (1,1); got "
+        f"{value:.6f}: q(next | previous) is probabilities[previous, next]"
+        " (rows: the previous id)")
     print("✓ bits_per_symbol is right")

@@ -19,10 +19,15 @@ def luhn_valid(solution: Callable) -> None:
                           ("79927398713", False),   # valid sum, 11 digits
                           ("", False),
                           ("0000000000000", True),
+                          ("4222222222222", True),        # 13 digits
+                          ("378282246310005", True),      # 15 digits
+                          ("378282246310006", False),
                           ("12345678901234567890", False)):
         got = solution(number)
         assert got is valid or got == valid, (
-            f"luhn_valid({number!r}) should be {valid}, got {got}")
+            f"luhn_valid({number!r}) should be {valid}, got {got} (ignore "
+            "non-digits; 13 to 19 digits; double every second digit "
+            "counting from the rightmost, which is not doubled)")
     print("✓ luhn_valid is right")
 
 
@@ -34,12 +39,15 @@ def shingle_jaccard(solution: Callable) -> None:
              ("x y z", "x y z", 5, 1.0),
              ("", "", 3, 1.0),
              ("", "a b c", 3, 0.0),
+             ("a b", "a c", 3, 0.0),
+             ("b a", "a b", 3, 0.0),
              ("the cat sat on the mat", "the cat sat on a mat", 2, 3 / 7))
     for a, b, k, expected in cases:
         got = solution(a, b, k)
         assert abs(got - expected) < 1e-12, (
             f"shingle_jaccard({a!r}, {b!r}, {k}) should be {expected:.4f}, "
-            f"got {got}")
+            f"got {got} (compare sets of k-word tuples, lower-cased; a "
+            "text shorter than k words is one shingle)")
     print("✓ shingle_jaccard is right")
 
 
@@ -50,7 +58,9 @@ def candidate_probability(solution: Callable) -> None:
     got = np.asarray(solution(s, 20, 6), dtype=float)
     assert got.shape == s.shape, f"expected shape {s.shape}, got {got.shape}"
     assert np.allclose(got, expected), (
-        f"for b=20, r=6 expected\n{expected.round(4)}\ngot\n{got.round(4)}")
+        f"for b=20, r=6 expected\n{expected.round(4)}\ngot\n{got.round(4)}"
+        "\n(a band matches with probability s^r; the pair is a candidate "
+        "unless all b bands miss)")
     single = float(solution(0.5, 2, 1))
     assert abs(single - 0.75) < 1e-12, (
         f"s=0.5, b=2, r=1: 1-(1-0.5)^2 = 0.75, got {single}")
@@ -64,7 +74,8 @@ def steepest_point(solution: Callable) -> None:
         got = float(solution(bands, rows))
         assert abs(got - expected) < 1e-3, (
             f"b={bands}, r={rows}: the steepest point is near "
-            f"{expected:.4f}, got {got:.4f}")
+            f"{expected:.4f}, got {got:.4f} (the threshold (1/b)^(1/r) is "
+            "only an approximation: find where the slope is largest)")
     print("✓ steepest_point is right")
 
 
@@ -82,7 +93,9 @@ def hash_split(solution: Callable) -> None:
             want = reference(doc_id, fraction)
             assert got == want, (
                 f"hash_split({doc_id!r}, {fraction}) should be {want!r}, "
-                f"got {got!r}")
+                f"got {got!r} (SHA-256 of the UTF-8 id; its first 8 bytes "
+                "as a big-endian integer x; 'val' when x < fraction * "
+                "2**64)")
     print("✓ hash_split is right")
 
 
@@ -97,7 +110,12 @@ def minhash_signature(solution: Callable) -> None:
                              for x in hashes) for aj, bj in zip(a, b)],
                         dtype=np.uint32)
     got = np.asarray(solution(hashes, a, b))
-    assert got.shape == (64,), f"expected shape (64,), got {got.shape}"
+    assert got.shape == (64,), (
+        f"expected shape (64,), one minimum per hash function, got "
+        f"{got.shape} (take the minimum over the document's hashes)")
+    assert got.dtype == np.uint32, (
+        f"return uint32, got {got.dtype} (arithmetic mod 2^32 is what "
+        "uint32 does)")
     assert np.array_equal(got.astype(np.uint64), expected), (
         "wrong signature: entry j must be min over x of (a_j*x+b_j) mod "
         f"2^32; first entries expected {expected[:3]}, got {got[:3]}")

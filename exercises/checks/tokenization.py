@@ -6,13 +6,17 @@ from collections.abc import Callable
 
 from scratchllm.tokenizer.train import learn_merges_naive
 
+from ._expect import raises_value_error
+
 
 def count_pairs(solution: Callable) -> None:
     """Exercise 3.1: counts of adjacent pairs."""
     ids = [1, 2, 1, 2, 3]
     got = dict(solution(ids))
     expected = {(1, 2): 2, (2, 1): 1, (2, 3): 1}
-    assert got == expected, f"for {ids} expected {expected}, got {got}"
+    assert got == expected, (
+        f"for {ids} expected {expected}, got {got} (count every pair "
+        "ids[i], ids[i + 1], overlapping ones too, as often as it occurs)")
     got = dict(solution([5, 5, 5]))
     assert got == {(5, 5): 2}, (
         f"[5, 5, 5] has two (overlapping) pairs (5, 5); got {got}")
@@ -25,9 +29,11 @@ def merge(solution: Callable) -> None:
     """Exercise 3.2: replace a pair, left to right, no overlaps."""
     ids = [1, 2, 3, 1, 2]
     got = solution(ids, (1, 2), 9)
-    assert got == [9, 3, 9], f"merging (1, 2) in {ids}: expected [9, 3, 9]"\
-        f", got {got}"
-    assert ids == [1, 2, 3, 1, 2], "do not modify the input list"
+    assert ids == [1, 2, 3, 1, 2], (
+        f"do not modify the input list: it became {ids}")
+    assert got == [9, 3, 9], (
+        f"merging (1, 2) in [1, 2, 3, 1, 2]: expected [9, 3, 9], got {got}"
+        " (left to right; after a match, skip both ids of the pair)")
     got = solution([7, 7, 7], (7, 7), 9)
     assert got == [9, 7], (
         f"merging (7, 7) in [7, 7, 7] must give [9, 7] (left to right, no "
@@ -49,20 +55,17 @@ def train_merges(solution: Callable) -> None:
     expected = learn_merges_naive({text: 1}, 8)
     got = solution(text, 8)
     assert got == expected, (
-        f"the first 8 merges of {text!r} should be\n{expected}\ngot\n{got}")
+        f"the first 8 merges of {text!r} should be\n{expected}\ngot\n{got}"
+        "\n(each merge: the most frequent pair; ties: compare the bytes "
+        "the ids stand for, greatest first)")
     text = "aaabdaaabac" * 3 + " naïve café 東京"
     expected = learn_merges_naive({text: 1}, 12)
     got = solution(text, 12)
     assert got == expected, (
         f"on {text!r}: expected\n{expected}\ngot\n{got}\n"
         "(ties: compare the bytes the ids stand for, not the ids)")
-    try:
-        solution("ab", 3)
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("'ab' allows one merge; asking for 3 must "
-                             "raise ValueError")
+    raises_value_error(lambda: solution("ab", 3),
+                       "'ab' allows one merge; asking for 3")
     print("✓ train_merges is right")
 
 
@@ -74,10 +77,12 @@ def decode(solution: Callable) -> None:
     got = solution([256, 257], vocab)
     assert got == "ét", (
         "token 256 holds the first byte of 'é' and 257 the second plus "
-        f"'t': joined they decode to 'ét', got {got!r}")
+        f"'t': joined they decode to 'ét', got {got!r} (join all the "
+        "bytes first, then decode once)")
     got = solution([104, 105, 0xE2, 0x82], vocab)
     assert got == "hi\ufffd", (
-        f"a cut-off character must become U+FFFD, got {got!r}")
+        f"a cut-off character must become U+FFFD, got {got!r} "
+        "(errors='replace')")
     assert solution([], vocab) == "", "no ids give the empty string"
     print("✓ decode is right")
 
@@ -89,15 +94,13 @@ def bytes_per_token(solution: Callable) -> None:
 
     got = solution(encode, ["abcd", "é"])
     assert abs(got - 6 / 3) < 1e-12, (
-        f"6 bytes in 3 tokens is 2.0 bytes per token, got {got}")
-    got = solution(lambda t: [0], ["a", "b" * 99])
-    assert abs(got - 50.0) < 1e-12, (
-        "total bytes over total tokens: 100 bytes / 2 tokens = 50.0, got "
-        f"{got} (did you average per-document ratios?)")
-    try:
-        solution(encode, [""])
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("no tokens at all: raise ValueError")
+        f"6 bytes in 3 tokens is 2.0 bytes per token, got {got} (count "
+        "UTF-8 bytes, len(text.encode('utf-8')), not characters)")
+    got = solution(lambda t: [0] * (1 + len(t) // 10), ["a", "b" * 99])
+    assert abs(got - 100 / 11) < 1e-12, (
+        "total bytes over total tokens: 100 bytes / (1 + 10) tokens = "
+        f"{100 / 11:.4f}, got {got} (did you average per-document "
+        "ratios?)")
+    raises_value_error(lambda: solution(encode, [""]),
+                       "no tokens at all: bytes per token is undefined")
     print("✓ bytes_per_token is right")
