@@ -56,7 +56,8 @@ def wrong_names(notebook: Path) -> list[str]:
         return []
     tree = ast.parse(path.read_text(encoding="utf-8"))
     return [node.name for node in tree.body
-            if isinstance(node, ast.FunctionDef) and "__" in node.name]
+            if isinstance(node, ast.FunctionDef) and "__" in node.name
+            and not node.name.startswith("_")]
 
 
 def wrong_cases() -> list[tuple[Path, str]]:
@@ -64,13 +65,10 @@ def wrong_cases() -> list[tuple[Path, str]]:
     return [(nb, name) for nb in NOTEBOOKS for name in wrong_names(nb)]
 
 
-# Wrong solutions whose check trains a model for a second or so.
-SLOW_WRONG = {"training_step"}
-
-
 @pytest.fixture(autouse=True, scope="module")
 def importable_checks():
-    """Make ``checks`` and ``solutions`` importable, as in the notebooks."""
+    """Make ``checks``, ``solutions`` and ``wrong`` importable, as the
+    notebooks import ``checks``."""
     sys.path.insert(0, str(EXERCISES))
     yield
     sys.path.remove(str(EXERCISES))
@@ -136,17 +134,8 @@ def test_every_exercise_has_a_wrong_solution(notebook: Path) -> None:
         f"{sorted(covered - exercises)}, which are not exercises")
 
 
-def wrong_params() -> list:
-    """wrong_cases(), the slow ones marked ``slow``."""
-    return [
-        pytest.param(nb, name, marks=pytest.mark.slow)
-        if name.split("__")[0] in SLOW_WRONG else (nb, name)
-        for nb, name in wrong_cases()
-    ]
-
-
 @pytest.mark.parametrize(
-    "notebook, name", wrong_params(), ids=lambda x: getattr(x, "stem", x))
+    "notebook, name", wrong_cases(), ids=lambda x: getattr(x, "stem", x))
 def test_check_rejects_the_wrong_solution(notebook: Path, name: str) -> None:
     wrong = getattr(module("wrong", notebook), name)
     assert wrong.__doc__, f"{name}: say in a docstring what is wrong"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
-def raises_value_error(call: Callable[[], object], what: str) -> None:
-    """Assert that ``call()`` raises ValueError; no exception, or another
-    one, fails with a message that starts with ``what``."""
+def raises_value_error(what: str, call: Callable, *args: object) -> None:
+    """Assert that ``call(*args)`` raises ValueError; no exception, or
+    another one, fails with a message that starts with ``what``."""
     try:
-        call()
+        call(*args)
     except ValueError:
         return
     except NotImplementedError:

@@ -19,7 +19,9 @@ def causal_attention(solution: Callable) -> None:
     expected = F.scaled_dot_product_attention(
         q[None], k[None], v[None], is_causal=True)[0]
     assert torch.allclose(out, expected, atol=1e-5), (
-        "output differs from causal SDPA (scale by 1/sqrt(D), mask s > t)")
+        "output differs from causal SDPA: scale the scores by 1/sqrt(D); "
+        "mask key s for query t only when s > t (a position sees itself);"
+        " softmax over the keys (the last dimension)")
     changed = v.clone()
     changed[5:] += 10.0
     assert torch.allclose(solution(q, k, changed)[:5], out[:5],
@@ -61,13 +63,15 @@ def decoding_mask(solution: Callable) -> None:
     square = solution(3, 3)
     assert square.dtype == torch.bool, f"dtype {square.dtype}, want bool"
     assert square.tolist() == torch.ones(3, 3).tril().bool().tolist(), (
-        "new == total must give the ordinary lower-triangular mask")
+        "new == total must give the ordinary lower-triangular mask, "
+        "diagonal included (a query sees its own key)")
     assert solution(1, 5).tolist() == [[True] * 5], (
-        "one new token sees every cached key and itself")
+        "one new token sees every cached key and itself (align the mask "
+        "bottom-right: the last query is the last key)")
     assert solution(2, 4).tolist() == [[True, True, True, False],
                                        [True, True, True, True]], (
         "2 new queries after 2 cached keys: the first new query sees keys "
         "0..2, the second keys 0..3")
-    raises_value_error(lambda: solution(4, 2),
-                       "4 new queries cannot follow 2 keys (new > total)")
+    raises_value_error("4 new queries cannot follow 2 keys (new > total)",
+                       solution, 4, 2)
     print("✓ decoding_mask is right")

@@ -56,9 +56,8 @@ def smoothed_probabilities(solution: Callable) -> None:
                                        dtype=torch.float64)), (
         "with alpha=0 the rows are plain relative frequencies")
     raises_value_error(
-        lambda: solution(counts, 0.0),
         "a row of zeros with alpha=0 has no distribution (do not return "
-        "NaN)")
+        "NaN)", solution, counts, 0.0)
     print("✓ smoothed_probabilities is right")
 
 

@@ -12,16 +12,32 @@ def embed_by_matmul(solution: Callable) -> None:
     """Exercise 4.1: one-hot vectors times the table."""
     generator = torch.Generator().manual_seed(0)
     table = torch.randn(11, 5, generator=generator)
-    tokens = torch.tensor([[3, 0, 10], [7, 7, 1]])
-    out = solution(tokens, table)
+    tokens = torch.tensor([[3, 0, 8], [7, 7, 1]])
+    out = _embed(solution, tokens, table)
     assert tuple(out.shape) == (2, 3, 5), (
         f"expected shape (2, 3, 5), got {tuple(out.shape)}")
+    assert out.dtype == table.dtype, (
+        f"expected the table's dtype {table.dtype}, got {out.dtype}")
     assert torch.allclose(out, table[tokens], atol=1e-6), (
-        "the rows differ from table[tokens]")
-    single = solution(torch.tensor([4]), table)
+        "the rows differ from table[tokens] (no scaling: one_hot(tokens, "
+        "V) @ table picks the rows exactly)")
+    single = _embed(solution, torch.tensor([4]), table)
     assert torch.allclose(single, table[[4]], atol=1e-6), (
         "a 1-D batch of one id should give its row")
     print("✓ embed_by_matmul is right")
+
+
+def _embed(solution: Callable, tokens: torch.Tensor,
+           table: torch.Tensor) -> torch.Tensor:
+    """solution(tokens, table), a shape error reported as a failure."""
+    try:
+        return solution(tokens, table)
+    except (RuntimeError, IndexError) as error:
+        raise AssertionError(
+            f"ids {tokens.tolist()} with a table of {table.shape[0]} rows "
+            f"raised {type(error).__name__} ({error}); the one-hot vectors "
+            "need V = table.shape[0] entries, whatever ids the batch "
+            "holds") from error
 
 
 def _reference_rope(x: torch.Tensor, positions: torch.Tensor,
@@ -45,7 +61,8 @@ def rope(solution: Callable) -> None:
     expected = torch.tensor([[math.cos(1.0), math.sin(1.0)]])
     assert torch.allclose(turned, expected, atol=1e-6), (
         f"D=2, position 1: (1, 0) should turn by 1 radian to {expected}, "
-        f"got {turned}")
+        f"got {turned} (counter-clockwise: (a, b) becomes (a cos - b sin, "
+        "a sin + b cos))")
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(9, 16, generator=generator)
     positions = torch.arange(5, 14)

@@ -4,7 +4,7 @@ Wilson interval)."""
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -44,7 +44,8 @@ def top_p_filter(solution: Callable) -> None:
         got = (out > -math.inf)[0].tolist()
         assert got == kept, (
             f"probabilities [0.5, 0.3, 0.15, 0.05] with p={p}: expected "
-            f"to keep {kept}, kept {got}")
+            f"to keep {kept}, kept {got} (keep the smallest set of top "
+            "tokens whose mass reaches p: the token that crosses p stays)")
         assert torch.allclose(out[0][out[0] > -math.inf],
                               logits[0][torch.tensor(kept)]), (
             "kept tokens must keep their logits unchanged")
@@ -86,10 +87,11 @@ def wilson_interval(solution: Callable) -> None:
         got = solution(k, n)
         assert (round(got[0], 4), round(got[1], 4)) == (low, high), (
             f"wilson_interval({k}, {n}) should be ({low}, {high}), got "
-            f"{got}")
+            f"{got} (the Wilson score interval, centre (p + z^2/(2n)) / "
+            "(1 + z^2/n), not the Wald interval p +- z sqrt(p(1-p)/n))")
     for bad in [(1, 0), (5, 3), (-1, 4)]:
-        raises_value_error(lambda: solution(*bad),
-                           f"wilson_interval{bad} has no interval")
+        raises_value_error(f"wilson_interval{bad} has no interval",
+                           solution, *bad)
     low, _ = solution(29, 100)
     assert low > 0.2 and low < 0.25, "29/100: the interval includes 25%"
     print("✓ wilson_interval is right")

@@ -22,8 +22,9 @@ def cross_entropy(solution: Callable) -> None:
         "return a 0-dimensional tensor (the mean over all positions)")
     expected = F.cross_entropy(logits.reshape(-1, 11), targets.reshape(-1))
     assert torch.allclose(loss, expected, atol=1e-5), (
-        f"loss {loss.item():.5f}, expected {expected.item():.5f}: mean of "
-        "logsumexp(z) - z[target] over every position")
+        f"loss {loss.item():.5f}, expected {expected.item():.5f}: the mean "
+        "(not the sum) over every position of logsumexp(z) - z[target], "
+        "the logsumexp over the vocabulary (the last dimension)")
     (grad,) = torch.autograd.grad(loss, logits)
     (expected_grad,) = torch.autograd.grad(
         F.cross_entropy(logits.reshape(-1, 11), targets.reshape(-1)),
@@ -48,7 +49,13 @@ def warmup_cosine(solution: Callable) -> None:
     assert rates[10] == _near(1.0), (
         f"the first cosine step gives {rates[10]}, expected the peak")
     assert rates[-1] == _near(0.1), (
-        f"the last step gives {rates[-1]}, expected min_lr")
+        f"the last step gives {rates[-1]}, expected min_lr (the cosine "
+        "reaches min_lr at step total_steps - 1)")
+    quarter = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 25 / 99))
+    assert rates[35] == _near(quarter, 0.01), (
+        f"a quarter of the way through the decay gives {rates[35]:.3f}, "
+        f"expected {quarter:.3f}: the cosine is still near the peak there "
+        "(a half cosine, not a straight line)")
     assert rates[60] == _near(0.55, 0.01), (
         f"half-way through the cosine gives {rates[60]}, expected the "
         "midpoint of peak and min_lr")
@@ -74,7 +81,8 @@ def clip_grad_norm(solution: Callable) -> None:
             assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-8), (
                 f"max_norm={max_norm}: gradients differ from "
                 "clip_grad_norm_; scale every gradient by "
-                "min(1, max_norm / (norm + 1e-6)), in place")
+                "min(1, max_norm / (norm + 1e-6)), in place: one scale for "
+                "all, from the global norm")
     print("✓ clip_grad_norm is right")
 
 

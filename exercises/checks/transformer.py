@@ -17,7 +17,14 @@ def rms_norm(solution: Callable) -> None:
     assert tuple(out.shape) == tuple(x.shape), f"shape {tuple(out.shape)}"
     assert torch.allclose(out, expected, atol=1e-5), (
         "differs from torch.nn.functional.rms_norm: divide by "
-        "sqrt(mean(x**2) + eps) over the last dimension, then scale")
+        "sqrt(mean(x**2) + eps) over the last dimension, then scale by "
+        "weight (do not subtract the mean: that is LayerNorm)")
+    small = 1e-3 * torch.randn(3, 16, generator=generator)
+    out = solution(small, weight, 1e-5)
+    expected = torch.nn.functional.rms_norm(small, (16,), weight, eps=1e-5)
+    assert torch.allclose(out, expected, atol=1e-4), (
+        "wrong for inputs of size 1e-3, where eps matters: eps goes inside "
+        "the square root, sqrt(mean(x**2) + eps)")
     tiny = solution(torch.zeros(2, 16), weight, 1e-5)
     assert torch.isfinite(tiny).all(), "a zero vector must not give NaN"
     half = solution(x.bfloat16(), weight.bfloat16(), 1e-5)
@@ -44,18 +51,20 @@ def parameter_count(solution: Callable) -> None:
         got = solution(**case)
         assert got == expected, (
             f"{case}: expected {expected:,}, got {got}. Remember the two "
-            "RMSNorms per block, the final norm, and that k/v projections "
-            "have n_kv_heads * head_dim outputs")
+            "RMSNorms per block, the final norm, that k/v projections "
+            "have n_kv_heads * head_dim outputs, and that an untied output "
+            "head is a second vocab_size * d_model table")
     print("✓ parameter_count is right")
 
 
 def swiglu_width(solution: Callable) -> None:
     """Exercise 6.3: matched-parameter SwiGLU width."""
     cases = {(3072, 32): 2048, (512, 32): 352, (192, 1): 128,
-             (768, 64): 512, (100, 8): 64}
+             (768, 64): 512, (100, 8): 64, (15, 4): 12, (21, 4): 16}
     for (hidden, multiple), expected in cases.items():
         got = solution(hidden, multiple)
         assert got == expected, (
             f"gelu_hidden={hidden}, multiple={multiple}: expected "
-            f"{expected}, got {got}")
+            f"{expected}, got {got} (the multiple nearest to 2 * "
+            "gelu_hidden / 3; ties go to the larger)")
     print("✓ swiglu_width is right")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
 from wrong import says
 
@@ -18,7 +19,7 @@ def count_pairs__non_overlapping(ids: list[int]) -> dict[tuple[int, int],
 def count_pairs__each_pair_once(ids: list[int]) -> dict[tuple[int, int],
                                                         int]:
     """Records which pairs occur, each with count 1."""
-    return {pair: 1 for pair in zip(ids, ids[1:])}
+    return {pair: 1 for pair in pairwise(ids)}
 
 
 @says("no overlap")
@@ -66,7 +67,7 @@ def _train(text: str, num_merges: int, best) -> list[tuple[int, int]]:
     ids = list(text.encode("utf-8"))
     merges = []
     for k in range(num_merges):
-        counts = Counter(zip(ids, ids[1:]))
+        counts = Counter(pairwise(ids))
         if not counts:
             raise ValueError(f"only {k} merges are possible")
         pair = best(counts)
