@@ -13,7 +13,7 @@ from ._expect import raises_value_error
 def count_bigrams(solution: Callable) -> None:
     """Exercise 1.1: counts of each pair of consecutive ids."""
     ids = torch.tensor([0, 1, 1, 2, 0, 1])
-    counts = solution(ids, 3)
+    counts = _count_bigrams(solution, ids, 3)
     assert tuple(counts.shape) == (3, 3), (
         f"expected shape (3, 3), got {tuple(counts.shape)}")
     assert int(counts.sum()) == 5, (
@@ -25,14 +25,37 @@ def count_bigrams(solution: Callable) -> None:
         "a (rows: the earlier id)")
     assert torch.equal(counts.long(), expected), (
         f"for ids {ids.tolist()} expected\n{expected}\ngot\n{counts}")
+    counts = _count_bigrams(solution, torch.tensor([1, 0, 1]), 4)
+    assert tuple(counts.shape) == (4, 4), (
+        f"vocab_size 4 needs a (4, 4) table even when ids 2 and 3 never "
+        f"occur; got shape {tuple(counts.shape)}")
     ids = torch.randint(0, 7, (1000,), generator=torch.Generator()
                         .manual_seed(0))
     counts = solution(ids, 7)
     assert int(counts.sum()) == 999, (
         "a sequence of 1000 ids has 999 pairs; your counts add up to "
         f"{int(counts.sum())}")
-    assert int(counts[ids[0], ids[1]]) >= 1, "the first pair is missing"
+    expected = torch.zeros(7, 7, dtype=torch.long)
+    for a, b in zip(ids[:-1].tolist(), ids[1:].tolist()):
+        expected[a, b] += 1
+    assert torch.equal(counts.long(), expected), (
+        "wrong counts for 1000 random ids over 7 symbols")
     print("✓ count_bigrams is right")
+
+
+def _count_bigrams(solution: Callable, ids: torch.Tensor,
+                   vocab_size: int) -> torch.Tensor:
+    """solution(ids, vocab_size), a shape error reported as a failure."""
+    try:
+        return solution(ids, vocab_size)
+    except NotImplementedError:
+        raise
+    except RuntimeError as error:
+        raise AssertionError(
+            f"ids {ids.tolist()} with vocab_size {vocab_size} raised "
+            f"RuntimeError ({error}): the table is vocab_size x vocab_size"
+            " even when the largest ids never occur (bincount's "
+            "minlength)") from error
 
 
 def smoothed_probabilities(solution: Callable) -> None:

@@ -26,6 +26,15 @@ def count_bigrams__transposed(ids: torch.Tensor,
     return counts.view(vocab_size, vocab_size)
 
 
+@says("minlength")
+def count_bigrams__no_minlength(ids: torch.Tensor,
+                               vocab_size: int) -> torch.Tensor:
+    """bincount without minlength: the table is too short when the last
+    ids never occur."""
+    counts = torch.bincount(ids[:-1] * vocab_size + ids[1:])
+    return counts.view(vocab_size, vocab_size)
+
+
 @says("dim=1")
 def smoothed_probabilities__normalises_columns(
     counts: torch.Tensor, alpha: float
