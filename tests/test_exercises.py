@@ -142,8 +142,9 @@ def test_every_exercise_has_a_wrong_solution(notebook: Path) -> None:
 def test_check_rejects_the_wrong_solution(notebook: Path, name: str) -> None:
     wrong = getattr(module("wrong", notebook), name)
     assert wrong.__doc__, f"{name}: say in a docstring what is wrong"
-    assert getattr(wrong, "says", ""), (
-        f"{name}: mark it @says(<part of the check's message>)")
+    assert len(getattr(wrong, "says", "")) >= 5, (
+        f"{name}: mark it @says(<part of the check's message>, five "
+        "characters or more)")
     check = getattr(module("checks", notebook), name.split("__")[0])
     with pytest.raises(AssertionError) as rejected:
         check(wrong)
