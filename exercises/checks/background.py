@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from itertools import pairwise
 
 import torch
 
@@ -36,7 +37,7 @@ def count_bigrams(solution: Callable) -> None:
         "a sequence of 1000 ids has 999 pairs; your counts add up to "
         f"{int(counts.sum())}")
     expected = torch.zeros(7, 7, dtype=torch.long)
-    for a, b in zip(ids[:-1].tolist(), ids[1:].tolist()):
+    for a, b in pairwise(ids.tolist()):
         expected[a, b] += 1
     assert torch.equal(counts.long(), expected), (
         "wrong counts for 1000 random ids over 7 symbols")
