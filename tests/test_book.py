@@ -341,10 +341,12 @@ def test_scaffold_writes_a_chapter_that_keeps_the_contract(
 
     (mini / "exercises/checks").mkdir(parents=True)
     (mini / "exercises/solutions").mkdir()
+    (mini / "exercises/wrong").mkdir()
     paths = new_chapter(mini, "03_third", "The third")
     assert [p.relative_to(mini).as_posix() for p in paths] == [
         "book/03_third.md", "exercises/03_third.md",
-        "exercises/checks/third.py", "exercises/solutions/third.py"]
+        "exercises/checks/third.py", "exercises/solutions/third.py",
+        "exercises/wrong/third.py"]
     toc = mini / "_toc.yml"
     toc.write_text(toc.read_text() + "  - file: book/03_third\n")
     third = chapters(mini)[-1]

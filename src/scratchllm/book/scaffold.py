@@ -84,6 +84,9 @@ def new_chapter(root: Path, stem: str, title: str) -> list[Path]:
             f'"""Checks for the exercises of "{title}"."""\n',
         root / "exercises" / "solutions" / f"{match['slug']}.py":
             f'"""Solutions to the exercises of "{title}"."""\n',
+        root / "exercises" / "wrong" / f"{match['slug']}.py":
+            f'"""Wrong solutions to the exercises of "{title}" (see '
+            f'``__init__``)."""\n\nfrom wrong import says  # noqa: F401\n',
     }
     existing = [str(p.relative_to(root)) for p in files if p.exists()]
     if existing:
