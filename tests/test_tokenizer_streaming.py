@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -250,3 +251,74 @@ def test_shards_equal_our_encoder(name, documents):
     for document in documents:
         expected += [tokenizer.eot_id, *tokenizer.encode_ordinary(document)]
     assert stream.tolist() == expected
+
+
+# --- chapter 3 without the shared data ----------------------------------------
+
+def run_chapter_3(root: Path, tmp_path: Path, shared: str, ci: str,
+                  monkeypatch) -> Path:
+    """Execute chapter 3 on the ci profile into ``tmp_path`` with
+    ``SCRATCHLLM_SHARED_DATA=shared`` and ``CI=ci``; return the executed
+    notebook. Chapter 2's corpus comes from ``_build`` (or is made)."""
+    import shutil
+
+    import papermill
+
+    from scratchllm.book.chapters import chapters, select
+    from scratchllm.book.execute import KERNEL_ENV, write_downloads
+
+    artifacts = tmp_path / "artifacts"
+    corpus = root / "_build/artifacts/ci/data/storyworld"
+    book = chapters(root)
+    for key, value in {**KERNEL_ENV, "SCRATCHLLM_SHARED_DATA": shared,
+                       "CI": ci}.items():
+        monkeypatch.setenv(key, value)
+    steps = [] if corpus.is_dir() else ["02_data"]
+    if not steps:
+        shutil.copytree(corpus, artifacts / "ci/data/storyworld")
+    for stem in [*steps, "03_tokenization"]:
+        clean = write_downloads(select(book, [stem])[0], tmp_path / "nb")
+        output = tmp_path / f"{stem}.ipynb"
+        papermill.execute_notebook(
+            str(clean), str(output), cwd=str(root / "book"),
+            parameters={"profile": "ci", "artifacts_root": str(artifacts)},
+            kernel_name="python3", language="python", progress_bar=False)
+    return output
+
+
+@pytest.mark.slow
+def test_chapter_3_runs_without_shared_data(root, tmp_path, monkeypatch):
+    """A reader without Tiny Shakespeare and GPT-2's files: the chapter
+    finishes, says what it skipped, and its glued numbers still render."""
+    notebook = json.loads(run_chapter_3(
+        root, tmp_path, "/nonexistent", "false", monkeypatch).read_text())
+    shown, glued = [], {}
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "Skipped:" in "".join(data.get("text/plain", "")):
+                shown.append("".join(data["text/html"]))
+            glue = output.get("metadata", {}).get("scrapbook")
+            if glue:
+                plain = [v for k, v in data.items() if k.endswith("/plain")]
+                glued[glue["name"]] = "".join(plain[0]) if plain else ""
+    assert len(shown) >= 5 and all('class="admonition warning"' in note
+                                   and "/nonexistent" in note
+                                   and "vocab.json" in note
+                                   for note in shown)
+    assert glued["gpt2_mismatches"] == glued["train_ratio"] == "'not run'"
+    assert float(glued["story_mb"]) > 0 and "tokens_dtype" in glued
+    text = (root / "book/03_tokenization.md").read_text()
+    used = set(re.findall(r"\{glue:(?:text|figure)\}`?([a-z0-9_]+)", text))
+    used |= set(re.findall(r"```\{glue:figure\} ([a-z0-9_]+)", text))
+    assert used <= set(glued), sorted(used - set(glued))
+
+
+@pytest.mark.slow
+def test_chapter_3_fails_without_shared_data_under_ci(root, tmp_path,
+                                                      monkeypatch):
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError,
+                       match="shared data missing under CI"):
+        run_chapter_3(root, tmp_path, "/nonexistent", "true", monkeypatch)
