@@ -82,6 +82,9 @@ def cut_at(text: str, points: Iterable[int]) -> list[str]:
 
 texts = st.lists(st.sampled_from(ATOMS), max_size=40).map("".join)
 cuts = st.lists(st.integers(0, 400), max_size=12)
+# How much text encode_iterable gathers before it looks for a cut: 0 cuts
+# as often as the rule allows.
+blocks = st.sampled_from([0, 0, 1, 4, 16, 64])
 
 
 # --- the counterexample ------------------------------------------------------
@@ -92,7 +95,7 @@ def test_gpt2_blank_line_is_split_as_in_context(gpt2):
     text = "".join(BLANK_LINE)
     reference = to_tiktoken(gpt2).encode(text, allowed_special="all")
     assert gpt2.encode(text) == reference == [64, 198, 198, 65, 198]
-    assert list(gpt2.encode_iterable(BLANK_LINE)) == reference
+    assert list(gpt2.encode_iterable(BLANK_LINE, block=0)) == reference
 
 
 def test_trained_gpt2_pattern_blank_line_is_split_as_in_context():
@@ -101,7 +104,7 @@ def test_trained_gpt2_pattern_blank_line_is_split_as_in_context():
     assert (newline, newline) in tokenizer.merges  # "\n\n" is a token
     text = "".join(BLANK_LINE)
     assert tokenizer.encode(text).count(newline) == 3
-    assert list(tokenizer.encode_iterable(BLANK_LINE)) == \
+    assert list(tokenizer.encode_iterable(BLANK_LINE, block=0)) == \
         tokenizer.encode(text)
 
 
@@ -112,7 +115,7 @@ def test_special_token_right_after_a_line_break():
         tokenizer = tokenizer_for(pattern)
         for lines in (["a\n", "\n", EOT, "b\n"], ["a\n", "\n", "<|", "x"],
                       ["a\n", "\n<|endo", "ftext|>b"]):
-            assert list(tokenizer.encode_iterable(lines)) == \
+            assert list(tokenizer.encode_iterable(lines, block=0)) == \
                 tokenizer.encode("".join(lines)), lines
 
 
@@ -121,31 +124,32 @@ def test_special_token_right_after_a_line_break():
 @pytest.mark.parametrize("name", sorted(PATTERNS))
 @settings(max_examples=400, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
-@given(text=texts, points=cuts)
-def test_streaming_equals_encode(name, text, points):
+@given(text=texts, points=cuts, block=blocks)
+def test_streaming_equals_encode(name, text, points, block):
     tokenizer = TOKENIZERS[name]
     expected = tokenizer.encode(text)
     for chunks in (cut_at(text, points), text.splitlines(keepends=True),
                    list(text)):
-        assert list(tokenizer.encode_iterable(chunks)) == expected
+        assert list(tokenizer.encode_iterable(chunks, block)) == expected
 
 
 @pytest.mark.parametrize("name", sorted(PATTERNS))
 @settings(max_examples=200, deadline=None)
-@given(text=st.text(), points=cuts)
-def test_streaming_equals_encode_on_any_text(name, text, points):
+@given(text=st.text(), points=cuts, block=blocks)
+def test_streaming_equals_encode_on_any_text(name, text, points, block):
     tokenizer = TOKENIZERS[name]
-    assert list(tokenizer.encode_iterable(cut_at(text, points))) == \
+    chunks = cut_at(text, points)
+    assert list(tokenizer.encode_iterable(chunks, block)) == \
         tokenizer.encode(text)
 
 
 def test_gpt2_streaming_property(gpt2):
     @settings(max_examples=200, deadline=None)
-    @given(text=texts, points=cuts)
-    def check(text, points):
+    @given(text=texts, points=cuts, block=blocks)
+    def check(text, points, block):
         expected = gpt2.encode(text)
         for chunks in (cut_at(text, points), list(text)):
-            assert list(gpt2.encode_iterable(chunks)) == expected
+            assert list(gpt2.encode_iterable(chunks, block)) == expected
 
     check()
 
@@ -160,7 +164,7 @@ def test_streaming_every_short_text(name):
     for size in range(1, 6):
         for letters in itertools.product(alphabet, repeat=size):
             text = "".join(letters)
-            assert list(tokenizer.encode_iterable(letters)) == \
+            assert list(tokenizer.encode_iterable(letters, block=0)) == \
                 tokenizer.encode(text), text
 
 
@@ -169,13 +173,13 @@ def test_other_patterns_are_exact_too():
     joined text."""
     tokenizer = Tokenizer({}, r"\S+\s*|\s+")
     lines = ["a b\n", "\n", "c"]
-    assert list(tokenizer.encode_iterable(lines)) == \
+    assert list(tokenizer.encode_iterable(lines, block=0)) == \
         tokenizer.encode("".join(lines))
 
 
 # --- bounded memory -----------------------------------------------------------
 
-def lagging(tokenizer: Tokenizer, lines: list[str]) -> int:
+def lagging(tokenizer: Tokenizer, lines: list[str], block: int) -> int:
     """The most bytes that ``encode_iterable`` has read but not yet
     encoded, over the whole stream."""
     read = 0
@@ -187,7 +191,7 @@ def lagging(tokenizer: Tokenizer, lines: list[str]) -> int:
             yield line
 
     written, worst = 0, 0
-    for i in tokenizer.encode_iterable(counted()):
+    for i in tokenizer.encode_iterable(counted(), block):
         written += len(tokenizer.vocab[i])
         worst = max(worst, read - written)
     assert written == read
@@ -195,17 +199,19 @@ def lagging(tokenizer: Tokenizer, lines: list[str]) -> int:
 
 
 @pytest.mark.parametrize("name", sorted(PATTERNS))
-def test_streaming_holds_about_a_line(name):
-    """The text held back never exceeds two lines, however long the
-    stream: memory does not grow with the input."""
+@pytest.mark.parametrize("block", [0, 1000])
+def test_streaming_holds_a_block_and_a_line(name, block):
+    """The text held back never exceeds the block and two lines (or a run
+    of blank lines), however long the stream: memory does not grow with
+    the input."""
     tokenizer = TOKENIZERS[name]
     lines = TRAINING.replace("<|", "").splitlines(keepends=True) * 10
     longest = max(len(line.encode("utf-8")) for line in lines)
     blank_run = max(len(list(run)) for blank, run in itertools.groupby(
         lines, key=str.isspace) if blank)
-    bound = 2 * longest * max(2, blank_run)
-    assert lagging(tokenizer, lines) <= bound
-    assert lagging(tokenizer, lines * 5) <= bound
+    bound = 4 * block + 2 * longest * max(2, blank_run)
+    assert lagging(tokenizer, lines, block) <= bound
+    assert lagging(tokenizer, lines * 5, block) <= bound
 
 
 @pytest.mark.slow
@@ -312,6 +318,8 @@ def test_chapter_3_runs_without_shared_data(root, tmp_path, monkeypatch):
     used = set(re.findall(r"\{glue:(?:text|figure)\}`?([a-z0-9_]+)", text))
     used |= set(re.findall(r"```\{glue:figure\} ([a-z0-9_]+)", text))
     assert used <= set(glued), sorted(used - set(glued))
+    formatted = set(re.findall(r"\{glue:text\}`([a-z0-9_]+):", text))
+    assert not [key for key in formatted if "not run" in glued[key]]
 
 
 @pytest.mark.slow

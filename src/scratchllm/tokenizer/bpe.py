@@ -209,24 +209,28 @@ class Tokenizer:
                 ids.extend(self._encode_text(part))
         return ids
 
-    def encode_iterable(self, chunks: Iterable[str]) -> Iterator[int]:
+    def encode_iterable(self, chunks: Iterable[str],
+                        block: int = 1 << 16) -> Iterator[int]:
         """Encode a stream of strings (e.g. the lines of an open file); the
         ids equal ``encode("".join(chunks))``. With the GPT-2 and GPT-4
-        split patterns only the text since the last safe cut is held;
+        split patterns it holds about ``block`` characters and a line;
         with another pattern the chunks are joined and encoded at once."""
         if self._safe_cuts is None:
             yield from self.encode("".join(chunks))
             return
-        buffer = ""
+        buffer, searched = "", 0
         for chunk in chunks:
-            start = max(0, len(buffer) - 1)
             buffer += chunk
-            cut = self._safe_cuts.search(buffer, start)
+            if len(buffer) < block:
+                continue
+            cut = self._safe_cuts.search(buffer, max(0, searched - 1))
+            searched = len(buffer)
             if cut is not None:
                 head = buffer[:cut.start() + 1]
                 ids = self.encode(head)
                 yield from ids[:len(ids) - len(self.encode(head[-1]))]
                 buffer = buffer[cut.start():]
+                searched = len(buffer)
         yield from self.encode(buffer)
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
