@@ -81,7 +81,20 @@ def valid_unicode(text: str) -> str:
 
 
 CACHE_SIZE = 1 << 16
-SAFE_CUT = regex.compile(r"(?<=\S)(?= )|(?<=\n)(?=\S)", regex.REVERSE)
+STREAMING_PATTERNS = (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN)
+
+
+def safe_cuts(pattern: str,
+              special_tokens: Iterable[str]) -> regex.Pattern | None:
+    """Where ``encode_iterable`` may cut a stream (searched backwards):
+    before a space that follows a visible character, or after a line break
+    that precedes a visible character that starts no special token. None
+    for a pattern this rule is not proven for."""
+    if pattern not in STREAMING_PATTERNS:
+        return None
+    starts = "".join(sorted({regex.escape(t[0]) for t in special_tokens}))
+    return regex.compile(rf"(?<=\S)(?= )|(?<=\n)(?=[^\s{starts}])",
+                         regex.REVERSE)
 
 
 class Tokenizer:
@@ -127,6 +140,7 @@ class Tokenizer:
         self._special = regex.compile(
             "(" + "|".join(map(regex.escape, longest_first)) + ")"
         ) if longest_first else None
+        self._safe_cuts = safe_cuts(pattern, self.special_tokens)
         self._cache: dict[str, list[int]] = {}
 
     @classmethod
@@ -195,16 +209,28 @@ class Tokenizer:
                 ids.extend(self._encode_text(part))
         return ids
 
-    def encode_iterable(self, chunks: Iterable[str]) -> Iterator[int]:
-        """Encode a stream of strings (e.g. the lines of an open file) in
-        bounded memory; the ids equal ``encode("".join(chunks))``."""
-        buffer = ""
+    def encode_iterable(self, chunks: Iterable[str],
+                        block: int = 1 << 16) -> Iterator[int]:
+        """Encode a stream of strings (e.g. the lines of an open file); the
+        ids equal ``encode("".join(chunks))``. With the GPT-2 and GPT-4
+        split patterns it holds about ``block`` characters and a line;
+        with another pattern the chunks are joined and encoded at once."""
+        if self._safe_cuts is None:
+            yield from self.encode("".join(chunks))
+            return
+        buffer, searched = "", 0
         for chunk in chunks:
             buffer += chunk
-            cut = SAFE_CUT.search(buffer)
+            if len(buffer) < block:
+                continue
+            cut = self._safe_cuts.search(buffer, max(0, searched - 1))
+            searched = len(buffer)
             if cut is not None:
-                yield from self.encode(buffer[:cut.start()])
+                head = buffer[:cut.start() + 1]
+                ids = self.encode(head)
+                yield from ids[:len(ids) - len(self.encode(head[-1]))]
                 buffer = buffer[cut.start():]
+                searched = len(buffer)
         yield from self.encode(buffer)
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:

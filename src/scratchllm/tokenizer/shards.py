@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from scratchllm.data.pipeline import batched
-from scratchllm.tokenizer.bpe import Tokenizer
+from scratchllm.tokenizer.bpe import Tokenizer, valid_unicode
 
 _worker_encoder = None
 
@@ -36,8 +36,10 @@ def _start_worker(tokenizer: Tokenizer) -> None:
 
 def _encode_batch(texts: list[str]) -> tuple[np.ndarray, int, int]:
     """Ids of a batch of documents, each preceded by ``<|endoftext|>``,
-    with the number of documents and of UTF-8 bytes."""
+    with the number of documents and of UTF-8 bytes. Lone surrogates
+    (JSON may hold them) become U+FFFD, as in ``Tokenizer.encode``."""
     encoder, eot, dtype = _worker_encoder
+    texts = [valid_unicode(text) for text in texts]
     ids: list[int] = []
     for doc in encoder.encode_ordinary_batch(texts, num_threads=1):
         ids.append(eot)
