@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import re
 from collections import Counter
 
@@ -14,6 +15,7 @@ import pytest
 
 from scratchllm.data.storyworld import StoryWorld
 from scratchllm.eval.multiple_choice import (ChoiceResult, Question, Unigram,
+                                             consistency_question,
                                              entity_weights, evaluate_scorer,
                                              paired_difference_interval,
                                              story_questions,
@@ -77,6 +79,33 @@ def test_distractors_are_drawn_as_often_as_they_are_answers() -> None:
         for index in range(len(question.choices)):
             assert swapped_word(question, index) in names | set(
                 entity_weights(stories, "what"))
+
+
+def test_the_answer_is_named_in_the_context() -> None:
+    """A question about the sentence that first names the object could
+    only be guessed: the context must already name the answer."""
+    stories = records(seed=9, count=300)
+    for question in story_questions(stories, len(stories), seed=4):
+        entity = swapped_word(question, question.answer)
+        assert re.search(rf"\b{entity}\b", question.context), question
+
+
+def test_a_swap_touches_the_entity_only() -> None:
+    """An object called "string" in "some tape and string": the sentence
+    names it twice, once as a word of the template, and swapping both
+    would break it; such a sentence is never asked about."""
+    record = {"text": "Doris had a string. Doris loved the string. Doris "
+                      "was sad. Tom fixed the string with some tape and "
+                      "string.",
+              "facts": {"who": "Doris", "what": "string"}}
+    pools = {"who": dict.fromkeys(["Ann", "Bea", "Cy", "Dan", "Eve"], 1.0),
+             "what": dict.fromkeys(["ball", "kite", "cup", "hat"], 1.0)}
+    asked = set()
+    for seed in range(40):
+        question = consistency_question(record, pools, random.Random(seed))
+        if question is not None:
+            asked.add(question.choices[question.answer].strip())
+    assert asked == {"Doris was sad."}
 
 
 def test_one_question_per_story() -> None:

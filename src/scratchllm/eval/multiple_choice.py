@@ -290,9 +290,9 @@ def sentence_starts(text: str, sentences: list[str]) -> list[int]:
     return starts
 
 
-def mentions(text: str, word: str) -> bool:
-    """Whether word occurs in text as a whole word."""
-    return re.search(rf"\b{re.escape(word)}\b", text) is not None
+def mentions(text: str, word: str) -> int:
+    """How many times word occurs in text as a whole word."""
+    return len(re.findall(rf"\b{re.escape(word)}\b", text))
 
 
 def entity_weights(
@@ -313,13 +313,14 @@ def consistency_question(
 ) -> Question | None:
     """One question from a StoryWorld record (text and facts), with
     distractors drawn from pools (entity -> weight, per role); None if
-    no later sentence names the hero or the object, or if a draw repeats
-    or is named in the story."""
+    no sentence after the second names the hero or the object again
+    (once), or if a draw repeats or is named in the story."""
     text, facts = record["text"], record["facts"]
     parts = split_sentences(text)
     starts = sentence_starts(text, parts)
-    options = [(i, role) for i in range(2, len(parts))
-               for role in pools if mentions(parts[i], facts[role])]
+    options = [(i, role) for i in range(2, len(parts)) for role in pools
+               if mentions(parts[i], facts[role]) == 1
+               and mentions(text[: starts[i]], facts[role])]
     if not options:
         return None
     index, role = rng.choice(options)
