@@ -295,26 +295,38 @@ def mentions(text: str, word: str) -> int:
     return len(re.findall(rf"\b{re.escape(word)}\b", text))
 
 
+def entity_group(facts: dict[str, str], role: str) -> str:
+    """What a stand-in for facts[role] must share with it: the hero's
+    pronoun for a name (so "she" never points at a boy), nothing for an
+    object."""
+    return facts["pronoun"] if role == "who" else ""
+
+
 def entity_weights(
     records: list[dict[str, Any]], role: str, matched: bool = True
-) -> dict[str, float]:
-    """How often each value of facts[role] is drawn as a distractor: as
-    often as it is the answer (matched), or all alike (uniform)."""
-    counts = Counter(record["facts"][role] for record in records)
-    return {entity: float(counts[entity]) if matched else 1.0
-            for entity in sorted(counts)}
+) -> dict[str, dict[str, float]]:
+    """Per group, how often each value of facts[role] is drawn as a
+    distractor: as often as it is the answer (matched), or all alike."""
+    counts = Counter((entity_group(r["facts"], role), r["facts"][role])
+                     for r in records)
+    pools: dict[str, dict[str, float]] = {}
+    for (group, entity), count in sorted(counts.items()):
+        pools.setdefault(group, {})[entity] = (float(count) if matched
+                                               else 1.0)
+    return pools
 
 
 def consistency_question(
     record: dict[str, Any],
-    pools: dict[str, dict[str, float]],
+    pools: dict[str, dict[str, dict[str, float]]],
     rng: random.Random,
     n_choices: int = 4,
 ) -> Question | None:
     """One question from a StoryWorld record (text and facts), with
-    distractors drawn from pools (entity -> weight, per role); None if
-    no sentence after the second names the hero or the object again
-    (once), or if a draw repeats or is named in the story."""
+    distractors drawn from pools (role -> group -> entity -> weight, see
+    entity_weights); None if no sentence after the second names the hero
+    or the object again (once), or if a draw repeats or is named in the
+    story."""
     text, facts = record["text"], record["facts"]
     parts = split_sentences(text)
     starts = sentence_starts(text, parts)
@@ -324,7 +336,8 @@ def consistency_question(
     if not options:
         return None
     index, role = rng.choice(options)
-    entity, pool = facts[role], pools[role]
+    entity = facts[role]
+    pool = pools[role][entity_group(facts, role)]
     strangers = rng.choices(list(pool), list(pool.values()),
                             k=n_choices - 1)
     if len(set(strangers)) < len(strangers) or any(
