@@ -321,6 +321,45 @@ def test_evaluate_checkpoint_report(artifacts: Path) -> None:
     assert json.loads(path.read_text()) == report
 
 
+def test_report_puts_context_free_baselines_beside_chance(
+        artifacts: Path, tokenizer, tiny_model) -> None:
+    from scratchllm.cli import app
+    from scratchllm.eval.multiple_choice import (
+        Unigram, context_free_scorers, evaluate_choices, evaluate_scorer,
+        paired_difference_interval)
+    from scratchllm.eval.report import EVAL_PRESETS
+    from scratchllm.tokenizer.shards import read_split
+
+    folder = artifacts / "ci"
+    result = CliRunner().invoke(app, [
+        "eval", "--profile", "ci", "--artifacts-root", str(artifacts),
+        "--output", str(artifacts / "cli")])
+    assert result.exit_code == 0, result.output
+    assert '"baselines"' in result.output and '"unigram"' in result.output
+    choice = json.loads((artifacts / "cli" / "report.json").read_text())[
+        "story_choice"]
+    assert set(choice["baselines"]) == {"unigram", "no_context"}
+    records = [json.loads(line) for line in (
+        folder / "data" / "storyworld" / "val.jsonl").read_text().split("\n")
+        if line]
+    questions = story_questions(records, EVAL_PRESETS["ci"].questions)
+    unigram = Unigram.fit(read_split(folder / "tokens" / "storyworld",
+                                     "train"), tokenizer.vocab_size)
+    model = evaluate_choices(tiny_model, tokenizer, questions)
+    assert choice["accuracy"] == model.accuracy
+    assert choice["chance"] == 0.25
+    for name, scorer in context_free_scorers(tiny_model, tokenizer,
+                                             unigram).items():
+        baseline = evaluate_scorer(scorer, questions)
+        figures = choice["baselines"][name]
+        assert figures["accuracy"] == baseline.accuracy
+        assert figures["interval_95"] == list(baseline.interval)
+        assert figures["model_minus_baseline"] == pytest.approx(
+            model.accuracy - baseline.accuracy)
+        assert figures["model_minus_baseline_interval_95"] == list(
+            paired_difference_interval(model.hits, baseline.hits))
+
+
 def test_cli_generate_and_its_errors(artifacts: Path) -> None:
     from scratchllm.cli import app
 

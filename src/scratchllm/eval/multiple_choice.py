@@ -2,18 +2,24 @@
 # Edit the chapter(s) below and re-run the tangle:
 #   book/09_generation_evaluation.md: "Generation and evaluation"
 
-"""Multiple-choice evaluation by log-likelihood (HellaSwag/ARC style)."""
+"""Multiple-choice evaluation by log-likelihood (HellaSwag/ARC style),
+with context-free baselines and confidence intervals."""
 
 import json
-import math
-import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
+from collections.abc import Iterable
+import math
+from collections.abc import Sequence
+import random
+import re
+from collections import Counter
 
 import torch
 import torch.nn.functional as F
+import numpy as np
 
 from scratchllm.data.storyworld import split_sentences
 
@@ -78,6 +84,9 @@ def load_jsonl(path: str | Path) -> list[Question]:
     return questions
 
 
+Scorer = Callable[[Question], list[tuple[float, int]]]
+
+
 @torch.no_grad()
 def choice_scores(
     model: Any, tokenizer: Any, question: Question
@@ -106,6 +115,49 @@ def choice_scores(
             for n, c in zip(nats, question.choices)]
 
 
+@dataclass(frozen=True)
+class Unigram:
+    """A language model that ignores context: log p(token) is the log of
+    the token's add-one share of the training tokens."""
+
+    log_probs: np.ndarray
+
+    @classmethod
+    def fit(cls, shards: Iterable[np.ndarray], vocab_size: int
+            ) -> "Unigram":
+        """Count the tokens of every shard."""
+        counts = np.ones(vocab_size)
+        for shard in shards:
+            if len(shard) and int(shard.max()) >= vocab_size:
+                raise ValueError(f"token {int(shard.max())} is outside a "
+                                 f"vocabulary of {vocab_size}")
+            counts += np.bincount(shard, minlength=vocab_size)
+        return cls(np.log(counts / counts.sum()))
+
+    def choice_scores(
+        self, tokenizer: Any, question: Question
+    ) -> list[tuple[float, int]]:
+        """(log-probability in nats, bytes) of each choice on its own."""
+        return [(float(self.log_probs[tokenizer.encode_ordinary(c)].sum()),
+                 len(c.encode("utf-8"))) for c in question.choices]
+
+
+def without_context(question: Question) -> Question:
+    """The same options with the context removed."""
+    return Question("", question.choices, question.answer)
+
+
+def context_free_scorers(
+    model: Any, tokenizer: Any, unigram: Unigram
+) -> dict[str, Scorer]:
+    """The two baselines that never see the context."""
+    return {
+        "unigram": lambda q: unigram.choice_scores(tokenizer, q),
+        "no_context": lambda q: choice_scores(model, tokenizer,
+                                              without_context(q)),
+    }
+
+
 def wilson_interval(
     successes: int, trials: int, z: float = 1.96
 ) -> tuple[float, float]:
@@ -121,14 +173,56 @@ def wilson_interval(
     return max(0.0, centre - spread), min(1.0, centre + spread)
 
 
+def paired_difference_interval(
+    first: Sequence[bool], second: Sequence[bool], z: float = 1.96
+) -> tuple[float, float]:
+    """Newcombe's interval for accuracy(first) - accuracy(second), two
+    sets of answers to the same questions."""
+    n = len(first)
+    if n == 0 or len(second) != n:
+        raise ValueError(f"need two equally long, non-empty lists of "
+                         f"answers, got {len(first)} and {len(second)}")
+    a = sum(1 for x, y in zip(first, second) if x and y)
+    b = sum(1 for x, y in zip(first, second) if x and not y)
+    c = sum(1 for x, y in zip(first, second) if y and not x)
+    d = n - a - b - c
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson_interval(a + b, n, z)
+    l2, u2 = wilson_interval(a + c, n, z)
+    margins = (a + b) * (c + d) * (a + c) * (b + d)
+    excess = a * d - b * c
+    if excess > 0:
+        excess = max(0.0, excess - n / 2)
+    phi = excess / math.sqrt(margins) if margins else 0.0
+    below = math.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2)
+                      + (u2 - p2) ** 2)
+    above = math.sqrt((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2)
+                      + (p2 - l2) ** 2)
+    return max(-1.0, p1 - p2 - below), min(1.0, p1 - p2 + above)
+
+
 @dataclass(frozen=True)
 class ChoiceResult:
-    """Accuracy of a model on a set of multiple-choice questions."""
+    """Which questions of a set a scorer answered right."""
 
-    questions: int
-    correct: int          # by total log-likelihood
-    correct_norm: int     # by log-likelihood per byte
-    chance: float         # expected accuracy of guessing
+    hits: tuple[bool, ...]        # by total log-likelihood
+    hits_norm: tuple[bool, ...]   # by log-likelihood per byte
+    chance: float                 # expected accuracy of guessing
+
+    @property
+    def questions(self) -> int:
+        """How many questions were asked."""
+        return len(self.hits)
+
+    @property
+    def correct(self) -> int:
+        """How many were answered right by total log-likelihood."""
+        return sum(self.hits)
+
+    @property
+    def correct_norm(self) -> int:
+        """How many were answered right by log-likelihood per byte."""
+        return sum(self.hits_norm)
 
     @property
     def accuracy(self) -> float:
@@ -145,23 +239,45 @@ class ChoiceResult:
         """95% Wilson interval of the accuracy."""
         return wilson_interval(self.correct, self.questions)
 
+    def minus(self, other: "ChoiceResult"
+              ) -> tuple[float, tuple[float, float]]:
+        """Accuracy minus other's on the same questions, with its 95%
+        paired interval."""
+        return (self.accuracy - other.accuracy,
+                paired_difference_interval(self.hits, other.hits))
+
+    def __str__(self) -> str:
+        low, high = self.interval
+        return (f"{self.correct}/{self.questions} right "
+                f"({self.accuracy:.1%}, 95% CI {low:.1%} to {high:.1%}), "
+                f"{self.correct_norm} per byte; chance {self.chance:.1%}")
+
+
+def evaluate_scorer(
+    scorer: Scorer, questions: list[Question]
+) -> ChoiceResult:
+    """Answer every question with the choice the scorer rates highest
+    (the first of equals)."""
+    if not questions:
+        raise ValueError("no questions to evaluate")
+    hits, hits_norm = [], []
+    for question in questions:
+        scores = scorer(question)
+        best = max(range(len(scores)), key=lambda i: scores[i][0])
+        best_norm = max(range(len(scores)),
+                        key=lambda i: scores[i][0] / scores[i][1])
+        hits.append(best == question.answer)
+        hits_norm.append(best_norm == question.answer)
+    chance = sum(1 / len(q.choices) for q in questions) / len(questions)
+    return ChoiceResult(tuple(hits), tuple(hits_norm), chance)
+
 
 def evaluate_choices(
     model: Any, tokenizer: Any, questions: list[Question]
 ) -> ChoiceResult:
-    """Answer every question with the likeliest choice."""
-    if not questions:
-        raise ValueError("no questions to evaluate")
-    correct = correct_norm = 0
-    for question in questions:
-        scores = choice_scores(model, tokenizer, question)
-        best = max(range(len(scores)), key=lambda i: scores[i][0])
-        best_norm = max(range(len(scores)),
-                        key=lambda i: scores[i][0] / scores[i][1])
-        correct += best == question.answer
-        correct_norm += best_norm == question.answer
-    chance = sum(1 / len(q.choices) for q in questions) / len(questions)
-    return ChoiceResult(len(questions), correct, correct_norm, chance)
+    """Answer every question with the likeliest choice under the model."""
+    return evaluate_scorer(lambda q: choice_scores(model, tokenizer, q),
+                           questions)
 
 
 def sentence_starts(text: str, sentences: list[str]) -> list[int]:
@@ -174,38 +290,65 @@ def sentence_starts(text: str, sentences: list[str]) -> list[int]:
     return starts
 
 
-def mentions(text: str, word: str) -> bool:
-    """Whether word occurs in text as a whole word."""
-    return re.search(rf"\b{re.escape(word)}\b", text) is not None
+def mentions(text: str, word: str) -> int:
+    """How many times word occurs in text as a whole word."""
+    return len(re.findall(rf"\b{re.escape(word)}\b", text))
+
+
+def entity_group(facts: dict[str, str], role: str) -> str:
+    """What a stand-in for facts[role] must share with it: the hero's
+    pronoun for a name (so "she" never points at a boy), nothing for an
+    object."""
+    return facts["pronoun"] if role == "who" else ""
+
+
+def entity_weights(
+    records: list[dict[str, Any]], role: str, matched: bool = True
+) -> dict[str, dict[str, float]]:
+    """Per group, how often each value of facts[role] is drawn as a
+    distractor: as often as it is the answer (matched), or all alike."""
+    counts = Counter((entity_group(r["facts"], role), r["facts"][role])
+                     for r in records)
+    pools: dict[str, dict[str, float]] = {}
+    for (group, entity), count in sorted(counts.items()):
+        pools.setdefault(group, {})[entity] = (float(count) if matched
+                                               else 1.0)
+    return pools
 
 
 def consistency_question(
     record: dict[str, Any],
-    pools: dict[str, list[str]],
+    pools: dict[str, dict[str, dict[str, float]]],
     rng: random.Random,
     n_choices: int = 4,
 ) -> Question | None:
-    """One question from a StoryWorld record (text and facts), or None
-    if no sentence after the second names the hero or the object."""
+    """One question from a StoryWorld record (text and facts), with
+    distractors drawn from pools (role -> group -> entity -> weight, see
+    entity_weights); None if no sentence after the second names the hero
+    or the object again (once), or if a draw repeats or is named in the
+    story."""
     text, facts = record["text"], record["facts"]
     parts = split_sentences(text)
     starts = sentence_starts(text, parts)
-    options = [(i, role) for i in range(2, len(parts))
-               for role in pools if mentions(parts[i], facts[role])]
+    options = [(i, role) for i in range(2, len(parts)) for role in pools
+               if mentions(parts[i], facts[role]) == 1
+               and mentions(text[: starts[i]], facts[role])]
     if not options:
         return None
     index, role = rng.choice(options)
     entity = facts[role]
-    strangers = [w for w in pools[role] if not mentions(text, w)
-                 and (w[0] in "aeiou") == (entity[0] in "aeiou")]
-    if len(strangers) < n_choices - 1:
+    pool = pools[role][entity_group(facts, role)]
+    strangers = rng.choices(list(pool), list(pool.values()),
+                            k=n_choices - 1)
+    if len(set(strangers)) < len(strangers) or any(
+            mentions(text, stranger) for stranger in strangers):
         return None
     before = text[: starts[index]]
     context = before.rstrip()
     gap = before[len(context):] or " "
     pattern = rf"\b{re.escape(entity)}\b"
     choices = [gap + re.sub(pattern, stranger, parts[index])
-               for stranger in rng.sample(strangers, n_choices - 1)]
+               for stranger in strangers]
     answer = rng.randrange(n_choices)
     choices.insert(answer, gap + parts[index])
     return Question(context, choices, answer)
@@ -213,14 +356,16 @@ def consistency_question(
 
 def story_questions(
     records: list[dict[str, Any]], count: int, n_choices: int = 4,
-    seed: int = 0,
+    seed: int = 0, matched: bool = True,
 ) -> list[Question]:
-    """Which next sentence is consistent with the story? The right one is
-    the story's own; in the others the hero's name (or the object) is
-    swapped for one that never appears in the story."""
+    """Which next sentence is consistent with the story? At most one
+    question per story (so questions are independent). The right choice
+    is the story's own; in the others the hero's name (or the object) is
+    swapped for one that never appears in the story, drawn as often as
+    it is an answer (matched) or uniformly."""
     rng = random.Random(seed)
-    pools = {"who": sorted({r["facts"]["who"] for r in records}),
-             "what": sorted({r["facts"]["what"] for r in records})}
+    pools = {role: entity_weights(records, role, matched)
+             for role in ("who", "what")}
     questions = []
     for record in rng.sample(records, len(records)):
         question = consistency_question(record, pools, rng, n_choices)

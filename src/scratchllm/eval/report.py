@@ -13,7 +13,10 @@ from typing import Any
 import numpy as np
 
 from scratchllm.eval.intrinsic import evaluate_tokens, token_byte_lengths
-from scratchllm.eval.multiple_choice import (evaluate_choices, load_jsonl,
+from scratchllm.eval.multiple_choice import (Question, Unigram,
+                                             context_free_scorers,
+                                             evaluate_choices,
+                                             evaluate_scorer, load_jsonl,
                                              story_questions)
 from scratchllm.eval.samples import (acceptance, distinct_n,
                                      repetition_rate, sample_stories)
@@ -70,9 +73,11 @@ def evaluate_checkpoint(
         "entropy_bits_per_byte"]
     lines = (data / "val.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines if line.strip()]
-    choices = evaluate_choices(
-        model, tokenizer,
-        story_questions(records, settings.questions, seed=settings.seed))
+    unigram = Unigram.fit(
+        read_split(artifacts / "tokens" / "storyworld", "train"),
+        tokenizer.vocab_size)
+    questions = story_questions(records, settings.questions,
+                                seed=settings.seed)
     sampling = SamplingConfig(max_new_tokens=settings.sample_tokens,
                               temperature=1.0, seed=settings.seed)
     samples = sample_stories(model, tokenizer, settings.samples, sampling)
@@ -89,7 +94,8 @@ def evaluate_checkpoint(
             "gap_bits_per_byte": intrinsic.bits_per_byte - entropy,
             "uniform_bits_per_byte": math.log2(config.vocab_size)
             * intrinsic.tokens / intrinsic.bytes},
-        "story_choice": choice_report(choices),
+        "story_choice": choice_report(model, tokenizer, unigram,
+                                      questions),
         "samples": {
             "count": len(samples), "sentences": total,
             "accepted": accepted,
@@ -102,17 +108,33 @@ def evaluate_checkpoint(
     if questions_file is not None:
         report["questions_file"] = {
             "path": str(questions_file),
-            **choice_report(evaluate_choices(
-                model, tokenizer, load_jsonl(questions_file)))}
+            **choice_report(model, tokenizer, unigram,
+                            load_jsonl(questions_file))}
     return report
 
 
-def choice_report(result: Any) -> dict[str, Any]:
-    """The figures of a ChoiceResult as plain JSON."""
-    low, high = result.interval
-    return {"questions": result.questions, "accuracy": result.accuracy,
-            "accuracy_norm": result.accuracy_norm,
-            "interval_95": [low, high], "chance": result.chance}
+def choice_report(
+    model: Any, tokenizer: Any, unigram: Unigram,
+    questions: list[Question],
+) -> dict[str, Any]:
+    """The model's accuracy beside chance and the context-free
+    baselines, with 95% intervals (Wilson for accuracies, Newcombe's
+    paired one for model - baseline), as plain JSON."""
+    result = evaluate_choices(model, tokenizer, questions)
+    report = {"questions": result.questions, "accuracy": result.accuracy,
+              "accuracy_norm": result.accuracy_norm,
+              "interval_95": list(result.interval),
+              "chance": result.chance, "baselines": {}}
+    scorers = context_free_scorers(model, tokenizer, unigram)
+    for name, scorer in scorers.items():
+        baseline = evaluate_scorer(scorer, questions)
+        gain, gain_interval = result.minus(baseline)
+        report["baselines"][name] = {
+            "accuracy": baseline.accuracy,
+            "interval_95": list(baseline.interval),
+            "model_minus_baseline": gain,
+            "model_minus_baseline_interval_95": list(gain_interval)}
+    return report
 
 
 def write_report(report: dict[str, Any], folder: str | Path) -> Path:
