@@ -44,8 +44,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 # DeepSpeed compiles its shared-memory collectives the first time a CPU
-# process needs them (minutes on a small machine, longer than a test's
-# timeout): compile them here, once.  A no-op when deepspeed is absent.
+# process needs them (over a minute of CPU time; on a busy machine longer
+# than a test's timeout): compile them here, once.  A no-op when deepspeed
+# is absent or the ops are up to date.
 $(SHM_OP): $(VENV)/.installed | system-deps
 	$(BIN)/scratchllm distributed build-ops
 
