@@ -11,6 +11,8 @@ it, naming the file and the variable.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -69,3 +71,17 @@ def shared_data() -> SharedData:
     """The shared data: ``shared_data("tinyshakespeare/input.txt")`` is the
     file's path (skips the test when missing; fails it under CI)."""
     return SharedData()
+
+
+@pytest.fixture(scope="session")
+def deepspeed_ops() -> None:
+    """DeepSpeed's CPU ops, compiled before any test launches DeepSpeed
+    (``make setup`` has usually done it: then this takes seconds), so
+    that no compilation runs inside a launch's timeout."""
+    build = subprocess.run(
+        [sys.executable, "-c", "from scratchllm.cli import app; app()",
+         "distributed", "build-ops"],
+        capture_output=True, text=True, timeout=1800, check=False)
+    if build.returncode != 0:
+        pytest.fail(f"scratchllm distributed build-ops failed:\n"
+                    f"{build.stdout}{build.stderr}", pytrace=False)

@@ -247,6 +247,7 @@ def test_pipeline_equals_whole_model(checks: tuple[dict, Path]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("deepspeed_ops")
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
                     reason="deepspeed is not installed "
                     "(pip install deepspeed==0.19.8)")
