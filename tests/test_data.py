@@ -75,7 +75,6 @@ def test_story_shape_facts_and_log_probability():
     assert {s.facts["pronoun"] for s in stories} == {"she", "he", "it"}
 
 
-@pytest.mark.slow
 def test_every_sentence_has_exactly_one_derivation():
     for index in range(150):
         for sentence in split_sentences(StoryWorld(7).story(index).text):

@@ -178,7 +178,6 @@ def test_encode_decode_sample(tokenizer):
     assert tokenizer.decode(ids) == SAMPLE
 
 
-@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(st.text())
 def test_round_trip_property(tokenizer, text):

@@ -70,10 +70,11 @@ def check_sources(root: Path) -> None:
     package = kernel_package(root)
     expected = (root / "src" / "scratchllm").resolve()
     if package != expected:
+        where = f"from {package}" if package else "nowhere (not installed)"
         raise BookError(
-            f"the chapters would import scratchllm from {package}, not "
-            f"from {expected}: run `pip install -e .` in {root} "
-            f"(or set PYTHONPATH={root / 'src'})"
+            f"the chapters would import scratchllm {where}, not from "
+            f"{expected}: run `pip install -e .` in {root} (or set "
+            f"PYTHONPATH={root / 'src'})"
         )
 
 
