@@ -1,8 +1,19 @@
-"""Shared fixtures: the project root and the shared data folder."""
+"""Shared fixtures: the project root and the shared data folder.
+
+The shared data (Tiny Shakespeare, the GPT-2 BPE files) is not generated
+by the package; it lives in the folder named by ``SCRATCHLLM_SHARED_DATA``,
+by default ``shared/data`` next to the repository (README, "Data"). A test
+that needs one of its files asks the ``shared_data`` fixture for it: on a
+reader's machine a missing file skips the test, under ``CI=true`` it fails
+it, naming the file and the variable.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -19,6 +30,36 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(1)
 
 
+def under_ci(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether we run under CI (``CI=true``, as CI services set it)."""
+    return environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+class SharedData:
+    """The shared data folder; call it with a file's relative path."""
+
+    VARIABLE = "SCRATCHLLM_SHARED_DATA"
+
+    def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
+        self.folder = Path(
+            environ.get(self.VARIABLE) or ROOT.parent / "shared" / "data")
+        self.required = under_ci(environ)
+
+    def __call__(self, relative: str) -> Path:
+        """The path of ``relative`` in the folder; skip the test when it
+        is missing (fail it under CI)."""
+        path = self.folder / relative
+        if path.is_file():
+            return path
+        message = (
+            f"shared data file {path} is missing: put it there or set "
+            f"{self.VARIABLE} to the folder that holds {relative} "
+            "(README, Data)")
+        if self.required:
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     """The project root."""
@@ -26,11 +67,21 @@ def root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``../shared/data`` (Tiny Shakespeare, GPT-2 files); skip if absent."""
-    folder = Path(
-        os.environ.get("SCRATCHLLM_SHARED_DATA", ROOT.parent / "shared/data")
-    )
-    if not folder.is_dir():
-        pytest.skip(f"shared data folder {folder} is not available")
-    return folder
+def shared_data() -> SharedData:
+    """The shared data: ``shared_data("tinyshakespeare/input.txt")`` is the
+    file's path (skips the test when missing; fails it under CI)."""
+    return SharedData()
+
+
+@pytest.fixture(scope="session")
+def deepspeed_ops() -> None:
+    """DeepSpeed's CPU ops, compiled before any test launches DeepSpeed
+    (``make setup`` has usually done it: then this takes seconds), so
+    that no compilation runs inside a launch's timeout."""
+    build = subprocess.run(
+        [sys.executable, "-c", "from scratchllm.cli import app; app()",
+         "distributed", "build-ops"],
+        capture_output=True, text=True, timeout=1800, check=False)
+    if build.returncode != 0:
+        pytest.fail(f"scratchllm distributed build-ops failed:\n"
+                    f"{build.stdout}{build.stderr}", pytrace=False)

@@ -244,6 +244,7 @@ def test_the_real_book_is_tangled_and_clean(root: Path) -> None:
     assert lint.artifact_order(chapters(root)) == []
 
 
+@pytest.mark.slow
 def test_a_failing_cell_fails_the_run_naming_chapter_and_cell(
     mini: Path,
 ) -> None:
@@ -264,6 +265,7 @@ def test_a_failing_cell_fails_the_run_naming_chapter_and_cell(
     assert (mini / "_build/executed/01_first.ipynb").is_file()
 
 
+@pytest.mark.slow
 def test_execution_records_profile_timings_and_downloads(
     mini: Path,
 ) -> None:
@@ -300,6 +302,7 @@ def test_unknown_profile_is_refused(mini: Path) -> None:
         execute(mini, chapters(mini), "huge")
 
 
+@pytest.mark.slow
 def test_staging_adds_downloads_and_roadmap(mini: Path) -> None:
     import nbformat
 

@@ -202,7 +202,7 @@ def test_hf_source_on_local_json_and_parquet(tmp_path, monkeypatch):
 
 def test_shakespeare_by_path(shared_data):
     docs = list(shakespeare_documents(
-        shared_data / "tinyshakespeare" / "input.txt"))
+        shared_data("tinyshakespeare/input.txt")))
     assert docs[0].text.startswith("First Citizen:")
     assert all(d.license == "public-domain" for d in docs)
     assert sum(len(d.text) for d in docs) > 1_000_000

@@ -170,6 +170,7 @@ def test_launch_rejects_bad_input(configs: Path) -> None:
 
 
 # ------------------------------------------------- two processes (gloo)
+@pytest.mark.slow
 def test_ddp_equals_one_process(artifacts: Path, configs: Path,
                                 tmp_path: Path) -> None:
     """Two processes of 4 rows, each in 2 micro-batches (gradient
@@ -206,12 +207,14 @@ def checks(artifacts: Path, configs: Path,
     return json.loads((out / "checks.json").read_text()), out
 
 
+@pytest.mark.slow
 def test_checks_ran_on_two_gloo_processes(checks: tuple[dict, Path]) -> None:
     results, _ = checks
     assert results["world_size"] == 2
     assert results["backend"] == "gloo"
 
 
+@pytest.mark.slow
 def test_fsdp_equals_one_process_and_checkpoint_reloads(
         checks: tuple[dict, Path], artifacts: Path) -> None:
     results, out = checks
@@ -230,17 +233,21 @@ def test_fsdp_equals_one_process_and_checkpoint_reloads(
     assert files == [".metadata", "__0_0.distcp", "__1_0.distcp"]
 
 
+@pytest.mark.slow
 def test_tensor_parallel_equals_full_layer(checks: tuple[dict, Path]) -> None:
     tp = checks[0]["tensor_parallel"]
     assert tp["output"] < 1e-5
     assert tp["input_grad"] < 1e-6 and tp["weight_grad"] < 1e-6
 
 
+@pytest.mark.slow
 def test_pipeline_equals_whole_model(checks: tuple[dict, Path]) -> None:
     pp = checks[0]["pipeline"]
     assert pp["grad"] < 1e-6 and pp["loss"] < 1e-5
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("deepspeed_ops")
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
                     reason="deepspeed is not installed "
                     "(pip install deepspeed==0.19.8)")
@@ -260,6 +267,7 @@ def test_deepspeed_zero3_equals_one_process(artifacts: Path, configs: Path,
     assert log["losses"] == pytest.approx(losses, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_failing_rank_stops_the_others(configs: Path) -> None:
     result = launch(["fail"], 2, configs / "multi_gpu.yaml", FP32,
                     TIMEOUT, check=False, cpu=True)

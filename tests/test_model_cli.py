@@ -44,7 +44,8 @@ def test_info_rejects_unknown_preset():
 
 def test_export_checkpoint_to_hf(tmp_path):
     pytest.importorskip("transformers")
-    checkpoint = pytest.importorskip("scratchllm.train.checkpoint")
+    import scratchllm.train.checkpoint as checkpoint
+
     config = ModelConfig.preset("ci", vocab_size=200)
     model = GPT(config)
     optimizer = torch.optim.AdamW(model.parameters())

@@ -132,7 +132,6 @@ def test_import_errors(tmp_path):
 
 
 def test_export_with_tokenizer_writes_loadable_files(tmp_path):
-    pytest.importorskip("scratchllm.tokenizer.train")
     from scratchllm.tokenizer.train import train_bpe
 
     words = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "big",

@@ -38,10 +38,6 @@ from scratchllm.tokenizer.train import (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-SHAKESPEARE = SHARED / "tinyshakespeare" / "input.txt"
-GPT2 = SHARED / "gpt2"
-
 # A small multilingual training text that ships with the tests.
 SAMPLE = """\
 Once upon a time, a little fox found 3 red apples in the wood.
@@ -60,14 +56,6 @@ TORTURE = (
     "mid<|endoftext|>word   \u00a0nbsp \u200b zero-width "
     "lone \ud800 surrogate \udfff and a pair \ud83d\ude00 end  "
 )
-
-needs_shakespeare = pytest.mark.skipif(
-    not SHAKESPEARE.exists(),
-    reason=f"Tiny Shakespeare not found at {SHAKESPEARE} (shared data)")
-needs_gpt2 = pytest.mark.skipif(
-    not (GPT2 / "vocab.json").exists(),
-    reason=f"GPT-2 vocab.json/merges.txt not found in {GPT2}")
-
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
@@ -135,9 +123,9 @@ def test_fast_trainer_equals_naive_on_sample():
     assert learn_merges(pretokens, 120) == learn_merges_naive(pretokens, 120)
 
 
-@needs_shakespeare
-def test_fast_trainer_equals_naive_on_shakespeare():
-    text = SHAKESPEARE.read_text(encoding="utf-8")[:50_000]
+def test_fast_trainer_equals_naive_on_shakespeare(shared_data):
+    shakespeare = shared_data("tinyshakespeare/input.txt")
+    text = shakespeare.read_text(encoding="utf-8")[:50_000]
     pretokens = count_pretokens([text])
     assert learn_merges(pretokens, 100) == learn_merges_naive(pretokens, 100)
 
@@ -298,10 +286,12 @@ def test_bytes_to_unicode_is_gpt2s():
 # --- GPT-2 parity -----------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def gpt2_pair():
+def gpt2_pair(shared_data):
     import tiktoken
 
-    vocab = json.loads((GPT2 / "vocab.json").read_text(encoding="utf-8"))
+    shared_data("gpt2/merges.txt")
+    vocab_file = shared_data("gpt2/vocab.json")
+    vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
     to_byte = {c: b for b, c in bytes_to_unicode().items()}
     reference = tiktoken.Encoding(
         name="gpt2-test",
@@ -310,10 +300,9 @@ def gpt2_pair():
         mergeable_ranks={bytes(to_byte[c] for c in t): i
                          for t, i in vocab.items() if t != EOT},
         special_tokens={EOT: vocab[EOT]})
-    return load_gpt2(GPT2), reference
+    return load_gpt2(vocab_file.parent), reference
 
 
-@needs_gpt2
 def test_gpt2_parity_torture(gpt2_pair):
     ours, reference = gpt2_pair
     assert ours.vocab_size == 50257 and ours.eot_id == 50256
@@ -322,15 +311,13 @@ def test_gpt2_parity_torture(gpt2_pair):
     assert ours.encode("hello world") == [31373, 995]
 
 
-@needs_gpt2
-@needs_shakespeare
-def test_gpt2_parity_shakespeare(gpt2_pair):
+def test_gpt2_parity_shakespeare(gpt2_pair, shared_data):
     ours, reference = gpt2_pair
-    text = SHAKESPEARE.read_text(encoding="utf-8")
+    shakespeare = shared_data("tinyshakespeare/input.txt")
+    text = shakespeare.read_text(encoding="utf-8")
     assert ours.encode(text) == reference.encode(text)
 
 
-@needs_gpt2
 @settings(max_examples=100, deadline=None)
 @given(st.text())
 def test_gpt2_parity_property(gpt2_pair, text):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +33,49 @@ KERNEL_ENV = {
     "TQDM_DISABLE": "1",
     "PYTHONHASHSEED": "0",
 }
+
+
+def stale_sources(root: Path) -> list[str]:
+    """The files of ``src/`` that differ from the chapters (``src/...``
+    paths; empty when the tangle is up to date)."""
+    from scratchllm.book import tangle
+
+    _, stale, differing = tangle.plan(root)
+    return [f"src/{path}" for path in sorted(differing | stale)]
+
+
+def kernel_package(root: Path) -> Path | None:
+    """The folder the chapters' kernels import ``scratchllm`` from (this
+    Python, the kernels' environment and working directory)."""
+    probe = ("import importlib.util as u; s = u.find_spec('scratchllm'); "
+             "print(s.submodule_search_locations[0] if s else '')")
+    found = subprocess.run(
+        [sys.executable, "-c", probe], cwd=root / "book",
+        env={**os.environ, **KERNEL_ENV}, capture_output=True, text=True,
+        check=False,
+    ).stdout.strip()
+    return Path(found).resolve() if found else None
+
+
+def check_sources(root: Path) -> None:
+    """Refuse to run the chapters against code that is not theirs: the
+    package the kernels import must be this checkout's ``src/``, and
+    ``src/`` must match the chapters (``scratchllm book tangle``)."""
+    stale = stale_sources(root)
+    if stale:
+        raise BookError(
+            f"src/ is out of date with the chapters ({', '.join(stale)}); "
+            "run `scratchllm book tangle` first"
+        )
+    package = kernel_package(root)
+    expected = (root / "src" / "scratchllm").resolve()
+    if package != expected:
+        where = f"from {package}" if package else "nowhere (not installed)"
+        raise BookError(
+            f"the chapters would import scratchllm {where}, not from "
+            f"{expected}: run `pip install -e .` in {root} (or set "
+            f"PYTHONPATH={root / 'src'})"
+        )
 
 
 def write_downloads(chapter: Chapter, downloads: Path) -> Path:

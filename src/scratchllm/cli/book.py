@@ -20,7 +20,7 @@ Profile = Annotated[
 
 def fail(message: str) -> None:
     """Print an error the way a reader can act on, and exit non-zero."""
-    typer.secho(message, fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
 
 
@@ -66,12 +66,15 @@ def execute(
         help="Run only this chapter (stem, id or number); repeatable.")
     ] = None,
 ) -> None:
-    """Execute the chapters with papermill, in book order."""
+    """Execute the chapters with papermill, in book order; refuse when
+    src/ is out of date with the chapters (run `scratchllm book tangle`)."""
+    from scratchllm.book.execute import check_sources
     from scratchllm.book.execute import execute as run
 
     root = root_or_fail()
     try:
         book = chapters(root)
+        check_sources(root)
         run(root, select(book, only) if only else book, profile)
     except BookError as error:
         fail(str(error))

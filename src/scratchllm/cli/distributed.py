@@ -5,7 +5,9 @@
 * ``worker COMMAND ...`` is the program each process runs under
   ``accelerate launch --no_python scratchllm distributed worker ...``;
 * ``pretrain`` trains on N local processes (CPU or GPU) through that worker;
-* ``bench`` measures tokens/s for 1 and N processes on one global batch.
+* ``bench`` measures tokens/s for 1 and N processes on one global batch;
+* ``build-ops`` compiles DeepSpeed's C++ ops for CPU runs ahead of time
+  (``make setup`` runs it), in the project's ``_build/torch_extensions``.
 """
 
 from __future__ import annotations
@@ -190,6 +192,47 @@ def bench(
     many = statistics.median(medians[processes])
     typer.echo(f"median: 1 process {one:,.0f} tokens/s; {processes} "
                f"processes {many:,.0f} tokens/s; ratio {many / one:.2f}")
+
+
+@distributed_app.command("build-ops")
+def build_ops() -> None:
+    """Compile the C++ ops DeepSpeed needs on CPU (its shared-memory
+    collectives) into the project's build folder, so that no run or test
+    compiles them; a no-op when they are up to date."""
+    import importlib.util
+    import os
+    import time
+
+    from scratchllm.distributed.launch import (
+        clear_stale_locks,
+        extensions_folder,
+    )
+
+    if importlib.util.find_spec("deepspeed") is None:
+        typer.echo("deepspeed is not installed: no ops to build.")
+        return
+    folder = extensions_folder()
+    os.environ["TORCH_EXTENSIONS_DIR"] = str(folder)
+    os.environ["DS_ACCELERATOR"] = "cpu"
+    for lock in clear_stale_locks(folder):
+        typer.echo(f"removed a stale lock left by a killed build: {lock}")
+    from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder
+
+    builder = ShareMemCommBuilder()
+    if not builder.is_compatible():
+        typer.echo(f"{builder.NAME} does not build here; DeepSpeed falls "
+                   "back to gloo.")
+        return
+    began = time.perf_counter()
+    try:
+        builder.jit_load(verbose=False)
+    except (RuntimeError, OSError) as error:  # the compiler failed
+        first = (str(error).splitlines() or [repr(error)])[0]
+        typer.secho(f"error: building {builder.NAME} in {folder} failed: "
+                    f"{first}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{builder.NAME} is built in {folder} "
+               f"({time.perf_counter() - began:.1f} s)")
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+import scratchllm
+
 
 @dataclass
 class LaunchResult:
@@ -40,10 +42,11 @@ def free_port() -> int:
 def launch_environment(
     processes: int, cpu: bool, threads: int | None = None
 ) -> dict[str, str]:
-    """The environment of the launched processes; with `cpu`, GPUs are
-    hidden, DeepSpeed uses its CPU backend and each process gets
-    `threads` threads (default: an equal share of the cores)."""
-    env = dict(os.environ)
+    """The environment of the launched processes: C++ extensions build
+    in `extensions_folder()`; with `cpu`, GPUs are hidden, DeepSpeed
+    uses its CPU backend and each process gets `threads` threads
+    (default: an equal share of the cores)."""
+    env = dict(os.environ, TORCH_EXTENSIONS_DIR=str(extensions_folder()))
     if cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
         env["DS_ACCELERATOR"] = "cpu"
@@ -106,6 +109,7 @@ def launch(
             "scratchllm.distributed.configs.write_configs"
         )
     command = launch_command(arguments, processes, config_file, options)
+    clear_stale_locks(extensions_folder())
     began = time.perf_counter()
     child = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -117,7 +121,8 @@ def launch(
         output = stop(child)
         raise TimeoutError(
             f"the {processes}-process run did not finish in {timeout} s "
-            f"and was killed; its last output:\n{output[-3000:]}"
+            f"and was killed{interrupted_builds(extensions_folder())}; "
+            f"its last output:\n{output[-3000:]}"
         ) from None
     result = LaunchResult(child.returncode, output,
                           time.perf_counter() - began)
@@ -143,3 +148,48 @@ def stop(child: subprocess.Popen, grace: float = 5.0) -> str:
         except subprocess.TimeoutExpired:
             continue
     return ""
+
+
+def extensions_folder() -> Path:
+    """Where PyTorch compiles C++ extensions such as DeepSpeed's ops:
+    $TORCH_EXTENSIONS_DIR, else `_build/torch_extensions` in the
+    project that holds the package's sources."""
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
+        return Path(os.environ["TORCH_EXTENSIONS_DIR"])
+    project = Path(scratchllm.__file__).resolve().parents[2]
+    return project / "_build" / "torch_extensions"
+
+
+def held_open(path: Path) -> bool:
+    """Whether a running process has `path` open (Linux's /proc)."""
+    for handle in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(handle) == str(path):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def clear_stale_locks(folder: Path) -> list[Path]:
+    """Remove the `lock` files in `folder` that no running process
+    holds (left by killed builds); return them."""
+    if not Path("/proc/self/fd").is_dir():
+        return []
+    stale = [lock for lock in sorted(folder.glob("*/lock"))
+             if not held_open(lock.resolve())]
+    for lock in stale:
+        lock.unlink(missing_ok=True)
+    return stale
+
+
+def interrupted_builds(folder: Path) -> str:
+    """For a timeout's message: the builds under way in `folder`, if
+    any (their stale locks are removed)."""
+    building = sorted(lock.parent.name for lock in folder.glob("*/lock"))
+    if not building:
+        return ""
+    clear_stale_locks(folder)
+    return (f" while PyTorch was compiling {', '.join(building)} in "
+            f"{folder} (a first DeepSpeed run compiles its C++ ops; "
+            "`scratchllm distributed build-ops` compiles them ahead)")
