@@ -69,6 +69,41 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
+TUPLE = "__tuple__"
+
+
+def to_json(value: Any, key: str) -> Any:
+    """`value` in a form JSON holds exactly (tuples tagged); anything else
+    raises a CheckpointError naming `key`."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if type(value) is list:
+        return [to_json(item, f"{key}[{i}]") for i, item in
+                enumerate(value)]
+    if type(value) is tuple:
+        return {TUPLE: to_json(list(value), key)}
+    if type(value) is dict and TUPLE not in value and all(
+            type(name) is str for name in value):
+        return {name: to_json(item, f"{key}.{name}")
+                for name, item in value.items()}
+    raise CheckpointError(
+        f"cannot save {key}: {type(value).__name__} {value!r} would not "
+        "come back from JSON unchanged (use None, bool, int, float, str, "
+        "or lists, tuples and str-keyed dicts of them)"
+    )
+
+
+def from_json(value: Any) -> Any:
+    """Undo `to_json`: tagged tuples become tuples again."""
+    if isinstance(value, list):
+        return [from_json(item) for item in value]
+    if isinstance(value, dict):
+        if set(value) == {TUPLE}:
+            return tuple(from_json(item) for item in value[TUPLE])
+        return {name: from_json(item) for name, item in value.items()}
+    return value
+
+
 def split_shared(
     state: dict[str, torch.Tensor],
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -100,8 +135,9 @@ def flatten_optimizer(
             if isinstance(value, torch.Tensor):
                 tensors[key] = value.detach().cpu().contiguous()
             else:
-                values[key] = value
-    return tensors, {"values": values, "param_groups": state["param_groups"]}
+                values[key] = to_json(value, f"optimizer {key}")
+    groups = to_json(state["param_groups"], "optimizer param_groups")
+    return tensors, {"values": values, "param_groups": groups}
 
 
 def unflatten_optimizer(
@@ -109,10 +145,12 @@ def unflatten_optimizer(
 ) -> dict[str, Any]:
     """Rebuild an optimizer state dict from `flatten_optimizer`'s parts."""
     state: dict[int, dict[str, Any]] = {}
-    for key, value in [*tensors.items(), *meta["values"].items()]:
+    values = {key: from_json(value)
+              for key, value in meta["values"].items()}
+    for key, value in [*tensors.items(), *values.items()]:
         _, index, slot = key.split(".", 2)
         state.setdefault(int(index), {})[slot] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
+    return {"state": state, "param_groups": from_json(meta["param_groups"])}
 
 
 def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
