@@ -262,8 +262,8 @@ def has_checkpoint(path: str | Path) -> bool:
     return (path / LATEST).exists() or (path / MANIFEST).exists()
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and verify a checkpoint (a run folder or one step folder)."""
+def checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The manifest of a checkpoint (run or step folder), checked."""
     folder = resolve(path)
     try:
         meta = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -277,6 +277,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"{folder} has checkpoint format {meta.get('format')!r}; this "
             f"version of scratchllm reads format {FORMAT_VERSION}"
         )
+    return meta
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and verify a checkpoint (a run folder or one step folder)."""
+    folder = resolve(path)
+    meta = checkpoint_meta(folder)
     tensors = {}
     for filename, expected in meta["files"].items():
         file = folder / filename
