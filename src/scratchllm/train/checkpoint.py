@@ -18,11 +18,16 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_state_dict,
+    set_state_dict,
+)
 
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 LATEST = "latest.json"
 MANIFEST = "checkpoint.json"
 
@@ -39,7 +44,7 @@ class Checkpoint:
     step: int
     model_state: dict[str, torch.Tensor]
     optimizer_state: dict[str, Any]
-    rng_state: dict[str, Any]
+    rng_state: list[dict[str, Any]]    # one per process
     meta: dict[str, Any]
 
 
@@ -148,8 +153,9 @@ def unflatten_optimizer(
     values = {key: from_json(value)
               for key, value in meta["values"].items()}
     for key, value in [*tensors.items(), *values.items()]:
-        _, index, slot = key.split(".", 2)
-        state.setdefault(int(index), {})[slot] = value
+        index, slot = key.removeprefix("state.").rsplit(".", 1)
+        index = int(index) if index.isdigit() else index
+        state.setdefault(index, {})[slot] = value
     return {"state": state, "param_groups": from_json(meta["param_groups"])}
 
 
@@ -189,9 +195,11 @@ def save_checkpoint(
     optimizer_state: dict[str, Any],
     meta: dict[str, Any],
     keep: int = 2,
+    rng: list[tuple[dict, dict]] | None = None,
 ) -> Path:
     """Write step `step` of a run atomically into `run_dir/step_NNNNNNNN`,
-    mark it as the latest and keep only the newest `keep` steps."""
+    mark it as the latest and keep only the newest `keep` steps. `rng`
+    holds every process's `capture_rng()` (default: this process's)."""
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
     run_dir = Path(run_dir)
@@ -202,7 +210,11 @@ def save_checkpoint(
     scratch.mkdir()
     weights, aliases = split_shared(model_state)
     optimizer_tensors, optimizer_values = flatten_optimizer(optimizer_state)
-    rng_tensors, rng_values = capture_rng()
+    rng = rng or [capture_rng()]
+    rng_tensors = {f"{rank}.{name}": tensor
+                   for rank, (tensors, _) in enumerate(rng)
+                   for name, tensor in tensors.items()}
+    rng_values = [values for _, values in rng]
     parts = {"model.safetensors": weights,
              "optimizer.safetensors": optimizer_tensors,
              "rng.safetensors": rng_tensors}
@@ -310,8 +322,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         model_state=tensors["model.safetensors"],
         optimizer_state=unflatten_optimizer(
             tensors["optimizer.safetensors"], meta["optimizer"]),
-        rng_state={"tensors": tensors["rng.safetensors"],
-                   "values": meta["rng"]},
+        rng_state=[
+            {"tensors": {name.split(".", 1)[1]: tensor for name, tensor
+                         in tensors["rng.safetensors"].items()
+                         if name.split(".", 1)[0] == str(rank)},
+             "values": values}
+            for rank, values in enumerate(meta["rng"])],
         meta=meta,
     )
 
@@ -339,3 +355,36 @@ def load_model(
     model = GPT(config)
     apply_model_state(model, checkpoint)
     return model.to(device).eval(), config
+
+
+def gather_state(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Full model and optimizer state, on the CPU, of a model that may be
+    sharded: every process must call it; rank 0 receives the values."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_state_dict(model, optimizer, options=options)
+
+
+def scatter_state(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    checkpoint: Checkpoint,
+) -> None:
+    """Load a checkpoint's full state into a model and optimizer that may
+    be sharded; each process keeps its own slices."""
+    weights = dict(checkpoint.model_state)
+    for alias, stored in checkpoint.meta["aliases"].items():
+        weights[alias] = weights[stored]
+    try:
+        set_state_dict(model, optimizer, model_state_dict=weights,
+                       optim_state_dict=checkpoint.optimizer_state,
+                       options=StateDictOptions(full_state_dict=True))
+    except (RuntimeError, KeyError, ValueError) as error:
+        raise CheckpointError(
+            f"the state in {checkpoint.path} does not fit this model and "
+            f"optimizer: {error}"
+        ) from error
+    saved = checkpoint.optimizer_state["param_groups"]
+    for group, values in zip(optimizer.param_groups, saved):
+        group.update({k: v for k, v in values.items() if k != "params"})

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from scratchllm.eval.intrinsic import (
@@ -32,11 +33,13 @@ from scratchllm.tokenizer import Tokenizer, load_tokenizer
 from scratchllm.tokenizer.shards import read_split
 from scratchllm.train.checkpoint import (
     CheckpointError,
-    apply_model_state,
+    capture_rng,
+    gather_state,
     has_checkpoint,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
+    scatter_state,
 )
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.data import WindowSampler
@@ -351,21 +354,36 @@ def write_sample(run: Run, done: int) -> None:
         {"kind": "sample", "step": done, "text": text})
 
 
+def every_rng() -> list[tuple[dict, dict]]:
+    """`capture_rng()` of every process, in rank order (a collective)."""
+    state = capture_rng()
+    if not (dist.is_available() and dist.is_initialized()):
+        return [state]
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
+def base_optimizer(run: Run) -> torch.optim.Optimizer:
+    """The optimizer itself, without Accelerate's wrapper."""
+    return getattr(run.optimizer, "optimizer", run.optimizer)
+
+
 def save(run: Run, done: int) -> None:
-    """Checkpoint the run after step `done`."""
+    """Checkpoint the run after step `done`: the full (gathered) model
+    and optimizer state, and every process's random state."""
     if run.accelerator is not None:
         run.accelerator.wait_for_everyone()
-        state = run.accelerator.get_state_dict(run.model)
-    else:
-        state = run.raw_model.state_dict()
+    model_state, optimizer_state = gather_state(run.raw_model,
+                                                base_optimizer(run))
+    rng = every_rng()
     if run.main:
         meta = {"model_config": dataclasses.asdict(run.model_config),
                 "train_config": run.config.to_dict(),
                 "tokenizer_sha256": run.index.get("tokenizer_sha256"),
                 "data": {"seed": run.config.seed, "position": done}}
-        save_checkpoint(run.run_dir, done, state,
-                        run.optimizer.state_dict(), meta,
-                        keep=run.config.keep_checkpoints)
+        save_checkpoint(run.run_dir, done, model_state, optimizer_state,
+                        meta, keep=run.config.keep_checkpoints, rng=rng)
     if run.accelerator is not None:
         run.accelerator.wait_for_everyone()
 
@@ -390,10 +408,15 @@ def resume(run: Run) -> int:
             f"{checkpoint.path}: data {meta['data']} does not match "
             f"{expected}"
         )
-    apply_model_state(run.raw_model, checkpoint)
-    run.optimizer.load_state_dict(checkpoint.optimizer_state)
-    restore_rng(checkpoint.rng_state["tensors"],
-                checkpoint.rng_state["values"])
+    if len(checkpoint.rng_state) != run.layout.processes:
+        raise CheckpointError(
+            f"{checkpoint.path} was saved by {len(checkpoint.rng_state)} "
+            f"process(es); resume it with as many, not "
+            f"{run.layout.processes}"
+        )
+    scatter_state(run.raw_model, base_optimizer(run), checkpoint)
+    own = checkpoint.rng_state[run.layout.rank]
+    restore_rng(own["tensors"], own["values"])
     return checkpoint.step
 
 
@@ -485,13 +508,15 @@ def pretrain(
         autocast=autocast_factory(config, device, accelerator),
         run_dir=config.run_path(),
     )
+    if accelerator is not None:
+        run.model, run.optimizer = accelerator.prepare(raw_model, optimizer)
+        accelerator.wait_for_everyone()
     start = 0
     if config.resume and has_checkpoint(run.run_dir):
         start = resume(run)
     elif run.main:
         start_fresh(run.run_dir)
     if accelerator is not None:
-        run.model, run.optimizer = accelerator.prepare(raw_model, optimizer)
         accelerator.wait_for_everyone()
     if config.compile:
         run.model = torch.compile(run.model)
