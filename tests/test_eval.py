@@ -354,11 +354,11 @@ def test_one_checkpoint_has_one_bits_per_byte_everywhere(
     folder = write_artifacts(tmp_path, stories, tokenizer)
     settings = tmp_path / "tiny.yaml"
     settings.write_text(
-        "model_overrides: {d_model: 32, n_heads: 2, n_kv_heads: 1, "
-        "ffn_hidden: 64, n_layers: 1}\ncontext_length: 128\n"
+        "model_overrides: {d_model: 64, n_heads: 4, n_kv_heads: 2, "
+        "ffn_hidden: 192, n_layers: 2}\ncontext_length: 128\n"
         "batch_size: 2\nwarmup_steps: 1\nprogress: false\n"
         "run_name: pretrain\nsample_every: -1\neval_tokens: 300\n"
-        "precision: fp32\ndevice: cpu\n")
+        "precision: bf16\ndevice: cpu\n")
     runner = CliRunner()
     trained = runner.invoke(app, [
         "pretrain", "--profile", "ci", "--config", str(settings),

@@ -6,9 +6,7 @@
 """Intrinsic evaluation: exact loss and bits per byte over validation
 windows (chapter 7); by corpus and by position (chapter 9)."""
 
-import contextlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,9 +82,9 @@ def evaluate_windows(
     windows: list[tuple[int, int, int]],
     byte_lengths: np.ndarray,
     batch_size: int = 8,
-    autocast: Callable[[], Any] = contextlib.nullcontext,
 ) -> Intrinsic:
-    """Exact token, byte and nat counts of the windows' predictions."""
+    """Exact token, byte and nat counts of the windows' predictions, in
+    float32 whatever precision the model trains in."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -106,8 +104,7 @@ def evaluate_windows(
             targets[row, : len(piece) - 1] = torch.from_numpy(piece[1:])
             tokens += len(piece) - 1
             text_bytes += int(byte_lengths[piece[1:]].sum())
-        with autocast():
-            logits = model(inputs.to(device))
+        logits = model(inputs.to(device))
         nats += F.cross_entropy(logits.float().flatten(0, 1),
                                 targets.to(device).flatten(),
                                 ignore_index=-100, reduction="sum").item()
@@ -121,7 +118,6 @@ def evaluate_split(
     byte_lengths: np.ndarray,
     max_tokens: int,
     part: tuple[int, int] = (0, 1),
-    autocast: Callable[[], Any] = contextlib.nullcontext,
 ) -> Intrinsic:
     """Score the first `max_tokens` predictions of a split; with part =
     (rank, processes), only this process's share of the windows."""
@@ -129,7 +125,7 @@ def evaluate_split(
     windows = validation_windows(shards, model.config.context_length,
                                  max_tokens)
     return evaluate_windows(model, shards, windows[rank::processes],
-                            byte_lengths, autocast=autocast)
+                            byte_lengths)
 
 
 def evaluate_tokens(

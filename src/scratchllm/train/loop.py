@@ -318,8 +318,7 @@ def validate(run: Run) -> Intrinsic:
     its share and the exact counts are added up."""
     result = evaluate_split(
         run.raw_model, run.val_shards, run.byte_lengths,
-        run.config.eval_tokens, (run.layout.rank, run.layout.processes),
-        run.autocast)
+        run.config.eval_tokens, (run.layout.rank, run.layout.processes))
     if run.accelerator is None:
         return result
     device = next(run.raw_model.parameters()).device
