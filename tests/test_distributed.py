@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -31,8 +32,9 @@ from scratchllm.distributed.memory import (
 from scratchllm.distributed.pipeline import bubble_fraction, gpipe_schedule
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.estimate import count_parameters
+from scratchllm.tokenizer import SPECIAL_TOKENS, Tokenizer
 from scratchllm.train import preset, pretrain
-from scratchllm.train.checkpoint import load_checkpoint
+from scratchllm.train.checkpoint import load_checkpoint, load_model
 from scratchllm.train.monitor import read_log
 
 TIMEOUT = 180
@@ -43,19 +45,24 @@ FP32 = ["--mixed_precision", "no"]
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An artifacts root with small random token shards under
-    ci/tokens/storyworld (the layout chapter 3 writes)."""
+    ci/tokens/storyworld (the layout chapter 3 writes) and a byte-level
+    tokenizer under ci/tokenizer."""
     root = tmp_path_factory.mktemp("artifacts")
+    tokenizer = Tokenizer({}, special_tokens={
+        t: 256 + i for i, t in enumerate(SPECIAL_TOKENS)})
+    tokenizer.save(root / "ci" / "tokenizer")
+    vocab = tokenizer.vocab_size
     folder = root / "ci" / "tokens" / "storyworld"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     splits = {}
     for split, count in [("train", 40_000), ("val", 8_000)]:
-        tokens = rng.integers(0, 512, count).astype(np.uint16)
+        tokens = rng.integers(0, vocab, count).astype(np.uint16)
         tokens.tofile(folder / f"{split}_0000.bin")
         splits[split] = [{"file": f"{split}_0000.bin", "tokens": count,
                           "documents": count // 50, "bytes": 4 * count}]
     (folder / "index.json").write_text(json.dumps({
-        "dtype": "uint16", "vocab_size": 512, "eot_id": 0,
+        "dtype": "uint16", "vocab_size": vocab, "eot_id": 256,
         "tokenizer_sha256": "test", "splits": splits}))
     return root
 
@@ -195,6 +202,38 @@ def test_ddp_equals_one_process(artifacts: Path, configs: Path,
     assert single.train_loss == pytest.approx(two[-1], abs=1e-5)
 
 
+@pytest.mark.slow
+def test_two_process_resume_is_bit_identical_with_dropout(
+        artifacts: Path, configs: Path, tmp_path: Path) -> None:
+    """Each rank draws its own dropout masks (seed + rank) and the
+    checkpoint keeps every rank's random state: a run stopped after 2
+    steps and resumed on two processes ends where an uninterrupted one
+    does."""
+    def run(out: Path, resume: bool) -> None:
+        values = small_run(artifacts, out, max_steps=4, checkpoint_every=2,
+                           resume=resume,
+                           model_overrides={"n_layers": 2, "dropout": 0.2})
+        launch(["pretrain", "--profile", "ci", *set_options(values)],
+               2, configs / "multi_gpu.yaml", FP32, TIMEOUT, cpu=True)
+
+    run(tmp_path / "whole", resume=False)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    shutil.copytree(tmp_path / "whole" / "step_00000002",
+                    parts / "step_00000002")
+    (parts / "latest.json").write_text(
+        json.dumps({"step": 2, "path": "step_00000002"}))
+    run(parts, resume=True)
+    whole = load_checkpoint(tmp_path / "whole")
+    parts = load_checkpoint(parts)
+    assert whole.step == parts.step == 4
+    for name, tensor in whole.model_state.items():
+        assert torch.equal(tensor, parts.model_state[name]), name
+    first, second = whole.rng_state
+    assert not torch.equal(first["tensors"]["torch"],
+                           second["tensors"]["torch"])
+
+
 @pytest.fixture(scope="module")
 def checks(artifacts: Path, configs: Path,
            tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
@@ -222,15 +261,19 @@ def test_fsdp_equals_one_process_and_checkpoint_reloads(
                                                                 out)))
     losses = train_steps(model, optimizer, sampler, 2)
     reference = {k: p.detach() for k, p in model.named_parameters()}
-    sharded = load_file(out / "fsdp.safetensors")
-    assert max_difference(sharded, reference) < 1e-4
+    sharded, _ = load_model(out / "fsdp")
+    assert max_difference(dict(sharded.named_parameters()), reference) < 1e-4
+    checkpoint = load_checkpoint(out / "fsdp")
+    assert len(checkpoint.rng_state) == 2
+    moments = checkpoint.optimizer_state["state"]
+    assert moments.keys() == {k for k, _ in model.named_parameters()}
+    assert all(set(slots) == {"step", "exp_avg", "exp_avg_sq"}
+               for slots in moments.values())
     assert results["fsdp"]["loss"] == pytest.approx(losses[-1], abs=1e-5)
     assert results["fsdp"]["reload_gap"] == 0.0
     assert results["fsdp"]["resume_gap"] < 1e-6
     vocab = model.token_embedding.weight.shape[0]
     assert results["fsdp"]["local_rows"] == vocab // 2
-    files = sorted(p.name for p in (out / "fsdp_sharded").iterdir())
-    assert files == [".metadata", "__0_0.distcp", "__1_0.distcp"]
 
 
 @pytest.mark.slow

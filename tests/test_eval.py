@@ -97,8 +97,7 @@ def test_uniform_model_costs_log_v_per_token(byte_tokenizer) -> None:
 def test_windows_score_every_token_once(tiny_model, tokenizer) -> None:
     ids = encode_documents(tokenizer, ["Tom has a red ball and a dog."] * 6)
     window = tiny_model.config.context_length
-    result = evaluate_tokens(tiny_model, ids, token_byte_lengths(tokenizer),
-                             batch_size=3)
+    result = evaluate_tokens(tiny_model, ids, token_byte_lengths(tokenizer))
     expected, tokens = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(ids) - 1, window):
@@ -112,6 +111,35 @@ def test_windows_score_every_token_once(tiny_model, tokenizer) -> None:
     capped = evaluate_tokens(tiny_model, ids, token_byte_lengths(tokenizer),
                              max_tokens=10)
     assert capped.tokens == 10
+
+
+def test_split_counts_the_bytes_of_exactly_the_scored_tokens(
+        tiny_model, tokenizer) -> None:
+    from scratchllm.eval.intrinsic import (evaluate_split, evaluate_windows,
+                                           validation_windows)
+
+    lengths = token_byte_lengths(tokenizer)
+    shards = [encode_documents(tokenizer, ["Tom has a red ball."] * 9),
+              encode_documents(tokenizer, ["Lily sees a big dog!"] * 4)]
+    budget = len(shards[0]) + 20
+    windows = validation_windows(shards, 64, budget)
+    assert sum(stop - start - 1 for _, start, stop in windows) == budget
+    whole = evaluate_split(tiny_model, shards, lengths, budget)
+    scored = np.concatenate([shards[n][start + 1: stop]
+                             for n, start, stop in windows])
+    special = set(tokenizer.special_tokens.values())
+    text = tokenizer.decode_bytes([int(t) for t in scored
+                                   if t not in special])
+    assert whole.tokens == budget and whole.bytes == len(text)
+    parts = [evaluate_split(tiny_model, shards, lengths, budget, (r, 3))
+             for r in range(3)]
+    assert sum(p.tokens for p in parts) == whole.tokens
+    assert sum(p.bytes for p in parts) == whole.bytes
+    assert math.isclose(sum(p.nats for p in parts), whole.nats,
+                        rel_tol=1e-6)
+    one_by_one = evaluate_windows(tiny_model, shards, windows, lengths,
+                                  batch_size=1)
+    assert math.isclose(one_by_one.nats, whole.nats, rel_tol=1e-5)
 
 
 def test_loss_by_position_averages_full_windows(tiny_model,
@@ -276,12 +304,11 @@ def test_distinct_n_and_repetition_rate() -> None:
 
 # --- report and command line on a tiny artifact folder --------------------
 
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, stories, tokenizer, tiny_model) -> Path:
+def write_artifacts(root: Path, stories: list, tokenizer: Tokenizer) -> Path:
+    """A profile folder root/ci with StoryWorld data, its stats, the
+    tokenizer and the token shards; return root/ci."""
     from scratchllm.tokenizer.shards import write_shards
-    from scratchllm.train.checkpoint import save_checkpoint
 
-    root = tmp_path_factory.mktemp("artifacts")
     folder = root / "ci"
     data = folder / "data" / "storyworld"
     data.mkdir(parents=True)
@@ -296,11 +323,73 @@ def artifacts(tmp_path_factory, stories, tokenizer, tiny_model) -> Path:
          "bytes": size}))
     tokenizer.save(folder / "tokenizer")
     write_shards(tokenizer, data, folder / "tokens" / "storyworld")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory, stories, tokenizer, tiny_model) -> Path:
+    from scratchllm.train.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("artifacts")
+    folder = write_artifacts(root, stories, tokenizer)
     save_checkpoint(folder / "checkpoints" / "pretrain", 1,
                     tiny_model.state_dict(),
                     {"state": {}, "param_groups": []},
                     {"model_config": tiny_model.config.to_dict()})
     return root
+
+
+def test_one_checkpoint_has_one_bits_per_byte_everywhere(
+        tmp_path: Path, stories, tokenizer) -> None:
+    import re
+
+    from scratchllm.cli import app
+    from scratchllm.eval.intrinsic import evaluate_split
+    from scratchllm.eval.report import EvalSettings, evaluate_checkpoint
+    from scratchllm.tokenizer.shards import read_split
+    from scratchllm.train import load_config, pretrain
+    from scratchllm.train.checkpoint import checkpoint_meta, load_model
+    from scratchllm.train.monitor import read_log
+
+    folder = write_artifacts(tmp_path, stories, tokenizer)
+    settings = tmp_path / "tiny.yaml"
+    settings.write_text(
+        "model_overrides: {d_model: 64, n_heads: 4, n_kv_heads: 2, "
+        "ffn_hidden: 192, n_layers: 2}\ncontext_length: 128\n"
+        "batch_size: 2\nwarmup_steps: 1\nprogress: false\n"
+        "run_name: pretrain\nsample_every: -1\neval_tokens: 300\n"
+        "precision: bf16\ndevice: cpu\n")
+    runner = CliRunner()
+    trained = runner.invoke(app, [
+        "pretrain", "--profile", "ci", "--config", str(settings),
+        "--artifacts-root", str(tmp_path), "--max-steps", "2"])
+    assert trained.exit_code == 0, trained.output
+    printed = float(re.search(r"= ([0-9.]+) bits/byte",
+                              trained.output).group(1))
+    run = folder / "checkpoints" / "pretrain"
+    logged = [r for r in read_log(run / "log.jsonl")
+              if r["kind"] == "eval"][-1]["val_bits_per_byte"]
+    again = pretrain(load_config(settings, "ci", resume=True, max_steps=2,
+                                 artifacts_root=str(tmp_path)))
+    assert again.steps == 2
+    model, _ = load_model(run)
+    chapter_9 = evaluate_split(
+        model, read_split(folder / "tokens" / "storyworld", "val"),
+        token_byte_lengths(tokenizer),
+        checkpoint_meta(run)["train_config"]["eval_tokens"])
+    report = evaluate_checkpoint(folder, EvalSettings(
+        questions=4, samples=1, sample_tokens=4))
+    command = runner.invoke(app, ["eval", "--profile", "ci",
+                                  "--artifacts-root", str(tmp_path)])
+    assert command.exit_code == 0, command.output
+    shown = json.loads(command.output[: command.output.rindex("}") + 1])
+    figures = {"log": logged, "pretrain": again.val_bits_per_byte,
+               "chapter 9": chapter_9.bits_per_byte,
+               "report": report["storyworld"]["bits_per_byte"],
+               "scratchllm eval": shown["storyworld"]["bits_per_byte"]}
+    assert len(set(figures.values())) == 1, figures
+    assert printed == round(logged, 4)
+    assert chapter_9.tokens == 300
 
 
 def test_evaluate_checkpoint_report(artifacts: Path) -> None:

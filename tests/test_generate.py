@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from scratchllm.generate.batch import generate_batch, left_pad, padded_forward
+from scratchllm.generate.batch import generate_batch, left_pad
 from scratchllm.generate.decode import (decode_tokens, encode_prompt,
                                         generate, partial_stop, stream)
 from scratchllm.generate.sampling import (SamplingConfig,
@@ -279,17 +279,6 @@ def test_left_pad_puts_prompts_flush_right() -> None:
         left_pad([], 0)
 
 
-def test_padded_forward_without_padding_is_the_model(tiny_model) -> None:
-    tokens = torch.randint(0, 256, (2, 10),
-                           generator=torch.Generator().manual_seed(0))
-    cache = tiny_model.new_cache(2, 10)
-    real = torch.ones(2, 10, dtype=torch.bool)
-    with torch.no_grad():
-        ours = padded_forward(tiny_model, tokens, real, cache)
-        torch.testing.assert_close(ours, tiny_model(tokens),
-                                   atol=1e-5, rtol=1e-5)
-
-
 def test_left_padded_batch_equals_one_at_a_time(tiny_model) -> None:
     prompts = [[7, 8, 9, 10, 11, 12, 13], [40], [3, 200, 31]]
     config = SamplingConfig(max_new_tokens=12, temperature=0)
@@ -299,7 +288,7 @@ def test_left_padded_batch_equals_one_at_a_time(tiny_model) -> None:
     with torch.no_grad():
         tokens, real = left_pad(prompts, pad_id=256)
         cache = tiny_model.new_cache(3, 7)
-        padded = padded_forward(tiny_model, tokens, real, cache)[:, -1]
+        padded = tiny_model(tokens, cache, attention_mask=real)[:, -1]
         for row, prompt in enumerate(prompts):
             single = tiny_model(torch.tensor([prompt]))[0, -1]
             torch.testing.assert_close(padded[row], single, atol=1e-5,

@@ -403,6 +403,40 @@ def test_gpt_kv_cache_decoding_equals_full_forward(norm):
         model(tokens[:, :1], cache)
 
 
+@pytest.mark.parametrize("backend", ["sdpa", "scratch"])
+def test_gpt_left_padded_rows_equal_each_sequence_alone(backend):
+    torch.manual_seed(0)
+    model = GPT(ModelConfig.preset("ci", vocab_size=100)).eval()
+    for block in model.blocks:
+        block.attention.backend = backend
+    tokens = torch.randint(0, 100, (1, 30))
+    lengths = [30, 11, 1]
+    padded = torch.full((3, 30), 7, dtype=torch.long)
+    real = torch.zeros(3, 30, dtype=torch.bool)
+    for row, length in enumerate(lengths):
+        padded[row, 30 - length:] = tokens[0, :length]
+        real[row, 30 - length:] = True
+    with torch.no_grad():
+        together = model(padded, attention_mask=real)
+        cache = model.new_cache(3)
+        steps = [model(padded[:, :20], cache, attention_mask=real[:, :20])]
+        for t in range(20, 30):
+            steps.append(model(padded[:, t:t + 1], cache,
+                               attention_mask=real[:, :t + 1]))
+        cached = torch.cat(steps, dim=1)
+        for row, length in enumerate(lengths):
+            alone = model(tokens[:, :length])[0]
+            for logits in (together, cached):
+                torch.testing.assert_close(logits[row, 30 - length:], alone,
+                                           atol=1e-5, rtol=1e-5)
+        assert torch.isfinite(together).all()
+        full = torch.ones(3, 30, dtype=torch.bool)
+        torch.testing.assert_close(model(padded, attention_mask=full),
+                                   model(padded), atol=1e-6, rtol=1e-6)
+        with pytest.raises(ValueError, match="attention_mask must be"):
+            model(padded, attention_mask=real[:, :29])
+
+
 def test_batchnorm_leaks_future_in_training_mode_only():
     model = GPT(ModelConfig.preset("ci", norm="batch", vocab_size=50))
     tokens = torch.randint(0, 50, (4, 12))

@@ -76,6 +76,28 @@ def test_transformers_generate_matches_our_cached_greedy_decoding(tmp_path):
     assert torch.cat(tokens, 1).tolist() == expected.tolist()
 
 
+def test_attention_mask_matches_transformers_llama_left_padded(tmp_path):
+    model = perturbed_model()
+    export_hf(model, tmp_path)
+    reference = transformers.LlamaForCausalLM.from_pretrained(
+        tmp_path).eval()
+    tokens = torch.randint(0, 300, (3, 24))
+    real = torch.ones(3, 24, dtype=torch.bool)
+    real[1, :9] = False
+    real[2, :20] = False
+    with torch.no_grad():
+        ours = model(tokens, attention_mask=real)
+        theirs = reference(tokens, attention_mask=real.long()).logits
+        cache = model.new_cache(3)
+        prefix = model(tokens[:, :16], cache, attention_mask=real[:, :16])
+        rest = model(tokens[:, 16:], cache, attention_mask=real)
+    torch.testing.assert_close(ours[real], theirs[real], atol=2e-5,
+                               rtol=2e-5)
+    cached = torch.cat([prefix, rest], dim=1)
+    torch.testing.assert_close(cached[real], theirs[real], atol=2e-5,
+                               rtol=2e-5)
+
+
 def test_import_round_trip_is_exact(tmp_path):
     for overrides in ({}, {"tie_embeddings": False}):
         model = perturbed_model(**overrides)

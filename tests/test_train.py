@@ -310,6 +310,55 @@ def test_damaged_manifests_are_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "nowhere")
 
 
+def _assert_same_structure(one, other, where="state"):
+    """Equal values of identical types, tensors bit for bit."""
+    assert type(one) is type(other), f"{where}: {type(one)} {type(other)}"
+    if isinstance(one, torch.Tensor):
+        assert one.dtype == other.dtype and torch.equal(one, other), where
+    elif isinstance(one, dict):
+        assert one.keys() == other.keys(), where
+        for key in one:
+            _assert_same_structure(one[key], other[key], f"{where}.{key}")
+    elif isinstance(one, (list, tuple)):
+        assert len(one) == len(other), where
+        for i, (a, b) in enumerate(zip(one, other)):
+            _assert_same_structure(a, b, f"{where}[{i}]")
+    else:
+        assert one == other, f"{where}: {one!r} != {other!r}"
+
+
+@pytest.mark.parametrize("kind", ["ours", "torch"])
+def test_optimizer_state_round_trip_keeps_types(tmp_path, kind):
+    model = _tiny_gpt()
+    make = AdamW if kind == "ours" else torch.optim.AdamW
+    opt = make(model.parameters(), lr=1e-3, betas=(0.8, 0.95))
+    model(torch.zeros(1, 4, dtype=torch.long)).sum().backward()
+    opt.step()
+    save_checkpoint(tmp_path, 1, model.state_dict(), opt.state_dict(),
+                    {"model_config": model.config.to_dict()})
+    restored = make(model.parameters(), lr=1e-3)
+    restored.load_state_dict(load_checkpoint(tmp_path).optimizer_state)
+    assert isinstance(restored.param_groups[0]["betas"], tuple)
+    _assert_same_structure(opt.state_dict(), restored.state_dict())
+
+
+@pytest.mark.parametrize("bad, key", [
+    (np.float64(0.9), "param_groups[0].momentum"),
+    (torch.tensor(0.9), "param_groups[0].momentum"),
+    ({1: 2.0}, "param_groups[0].momentum"),
+    ({"__tuple__": [1]}, "param_groups[0].momentum"),
+])
+def test_optimizer_values_json_cannot_hold_fail_at_save(tmp_path, bad, key):
+    model = _tiny_gpt()
+    opt = AdamW(model.parameters(), lr=1e-3)
+    state = opt.state_dict()
+    state["param_groups"][0]["momentum"] = bad
+    with pytest.raises(CheckpointError, match=key.replace("[", r"\[")
+                       .replace("]", r"\]")):
+        save_checkpoint(tmp_path, 1, model.state_dict(), state, {})
+    assert not list(tmp_path.glob("step_*"))
+
+
 def test_rng_state_round_trip():
     import random
 

@@ -144,6 +144,61 @@ def test_accelerate_single_process_matches_plain_loop(artifacts):
                  accelerator=accelerator)
 
 
+def test_each_process_draws_its_own_dropout_masks(artifacts):
+    accelerate = pytest.importorskip("accelerate")
+
+    class PretendRank(accelerate.Accelerator):
+        """One real process that reports being rank `rank` of two."""
+
+        def __init__(self, rank):
+            super().__init__(cpu=True, mixed_precision="no")
+            self.pretend = rank
+
+        process_index = property(lambda self: self.pretend)
+        num_processes = property(lambda self: 2)
+        is_main_process = property(lambda self: self.pretend == 0)
+
+    draws, weights = {}, {}
+    for rank in (0, 1):
+        def on_step(done, record, rank=rank):
+            if done == 1:
+                draws[rank] = (torch.initial_seed(), torch.rand(8))
+        result = pretrain(
+            config(artifacts, f"rank{rank}", max_steps=2, lr=1e-30,
+                   model_overrides={**TINY_MODEL, "dropout": 0.1}),
+            accelerator=PretendRank(rank), on_step=on_step)
+        weights[rank] = result.model.state_dict()
+    seed = config(artifacts, "x").seed
+    assert draws[0][0] == seed and draws[1][0] == seed + 1
+    assert not torch.equal(draws[0][1], draws[1][1])
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]), name
+
+
+def test_checkpoint_keeps_every_process_random_state(tmp_path):
+    from scratchllm.model.config import ModelConfig
+    from scratchllm.model.gpt import GPT
+    from scratchllm.train.checkpoint import (capture_rng, load_checkpoint,
+                                             save_checkpoint)
+
+    model = GPT(ModelConfig(vocab_size=50, context_length=8, d_model=16,
+                            n_layers=1, n_heads=2, n_kv_heads=1,
+                            ffn_hidden=32))
+    states = []
+    for seed in (3, 4):
+        torch.manual_seed(seed)
+        states.append(capture_rng())
+    save_checkpoint(tmp_path, 1, model.state_dict(),
+                    {"state": {}, "param_groups": []}, {}, rng=states)
+    loaded = load_checkpoint(tmp_path).rng_state
+    assert len(loaded) == 2
+    for (tensors, values), again in zip(states, loaded):
+        assert again["values"] == values
+        assert tensors.keys() == again["tensors"].keys()
+        for name, tensor in tensors.items():
+            assert torch.equal(tensor, again["tensors"][name]), name
+
+
 def test_corrupt_checkpoint_stops_resume(artifacts):
     result = pretrain(config(artifacts, "corrupt"))
     latest = json.loads((result.run_dir / "latest.json").read_text())

@@ -3,23 +3,32 @@
 #   book/08_scaling_out.md: "Scaling out"
 
 """Fully sharded data parallelism on any backend with `fully_shard`,
-sharded checkpoints, and the training steps every check shares."""
+its checkpoints, and the training steps every check shares."""
 
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.distributed.checkpoint as dcp
-from safetensors.torch import save_file
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
 from scratchllm.distributed.ranks import rank, world_size
 from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer.shards import read_split
+from scratchllm.train.checkpoint import (
+    gather_state,
+    load_checkpoint,
+    save_checkpoint,
+    scatter_state,
+)
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.data import WindowSampler
-from scratchllm.train.loop import build_model, parameter_groups, read_index
+from scratchllm.train.loop import (
+    build_model,
+    every_rng,
+    parameter_groups,
+    read_index,
+)
 from scratchllm.train.loss import cross_entropy
 from scratchllm.train.optim import AdamW
 
@@ -87,27 +96,18 @@ def shard_model(model: GPT) -> GPT:
     return model
 
 
-def save_sharded(
+def save_run(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    folder: str | Path,
+    folder: str | Path, step: int,
 ) -> None:
-    """Write model and optimiser shards, one file per process."""
-    dcp.save({"model": model.state_dict(),
-              "optimizer": optimizer.state_dict()},
-             checkpoint_id=str(folder))
-
-
-def load_sharded(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    folder: str | Path,
-) -> None:
-    """Read a sharded checkpoint into an (equally) sharded model and its
-    optimiser, in place."""
-    state = {"model": model.state_dict(),
-             "optimizer": optimizer.state_dict()}
-    dcp.load(state, checkpoint_id=str(folder))
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    """Checkpoint a (sharded) model and optimiser as `pretrain` does:
+    gathered by every process, written by rank 0."""
+    model_state, optimizer_state = gather_state(model, optimizer)
+    rng = every_rng()
+    if rank() == 0:
+        save_checkpoint(folder, step, model_state, optimizer_state,
+                        {"model_config": model.config.to_dict()}, rng=rng)
+    torch.distributed.barrier()
 
 
 def full_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -127,25 +127,22 @@ def largest_gap(one: dict, other: dict) -> float:
 
 
 def fsdp_check(config: TrainConfig, folder: Path) -> dict[str, float]:
-    """Train a sharded copy, save it sharded, reload it into a fresh
-    one, and take one more step with both; write the trained full
-    weights to folder/fsdp.safetensors for comparison."""
+    """Train a sharded copy, checkpoint it to folder/fsdp, reload that
+    into a fresh sharded copy, and take one more step with both."""
     model, _, sampler = setup(config)
     shard_model(model)
     optimizer = make_optimizer(model, config)
     losses = train_steps(model, optimizer, sampler, config.max_steps)
-    save_sharded(model, optimizer, folder / "fsdp_sharded")
+    save_run(model, optimizer, folder / "fsdp", config.max_steps)
     trained = full_weights(model)
     fresh, _, _ = setup(config)
     shard_model(fresh)
     fresh_optimizer = make_optimizer(fresh, config)
     train_steps(fresh, fresh_optimizer, sampler, 1)
-    load_sharded(fresh, fresh_optimizer, folder / "fsdp_sharded")
+    scatter_state(fresh, fresh_optimizer, load_checkpoint(folder / "fsdp"))
     reloaded = full_weights(fresh)
     for network, adamw in [(model, optimizer), (fresh, fresh_optimizer)]:
         train_steps(network, adamw, sampler, 1, start=config.max_steps)
-    if rank() == 0:
-        save_file(trained, folder / "fsdp.safetensors")
     return {"loss": losses[-1],
             "local_rows": model.token_embedding.weight.to_local().shape[0],
             "reload_gap": largest_gap(trained, reloaded),

@@ -2,12 +2,8 @@
 # Edit the chapter(s) below and re-run the tangle:
 #   book/08_scaling_out.md: "Scaling out"
 
-"""Rank, world size, rank-0 printing and per-rank seeds."""
+"""Rank, world size and rank-0 printing."""
 
-import random
-
-import numpy as np
-import torch
 import torch.distributed as dist
 
 
@@ -25,15 +21,6 @@ def main_print(*values: object) -> None:
     """Print on rank 0 only."""
     if rank() == 0:
         print(*values, flush=True)
-
-
-def rank_seed(seed: int) -> int:
-    """Seed every generator with seed + rank; return that seed."""
-    own = seed + rank()
-    random.seed(own)
-    np.random.seed(own)
-    torch.manual_seed(own)
-    return own
 
 
 def require_world(expected: int) -> None:

@@ -10,9 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from scratchllm.eval.intrinsic import evaluate_tokens, token_byte_lengths
+from scratchllm.eval.intrinsic import evaluate_split, token_byte_lengths
 from scratchllm.eval.multiple_choice import (Question, Unigram,
                                              context_free_scorers,
                                              evaluate_choices,
@@ -23,14 +21,14 @@ from scratchllm.eval.samples import (acceptance, distinct_n,
 from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.tokenizer import load_tokenizer
 from scratchllm.tokenizer.shards import read_split
-from scratchllm.train.checkpoint import load_model
+from scratchllm.train.checkpoint import checkpoint_meta, load_model
 
 
 @dataclass(frozen=True)
 class EvalSettings:
     """How much of each evaluation to run."""
 
-    val_tokens: int = 131072
+    val_tokens: int | None = None   # None: the run's own eval_tokens
     questions: int = 300
     samples: int = 48
     sample_tokens: int = 160
@@ -38,13 +36,11 @@ class EvalSettings:
 
 
 EVAL_PRESETS = {
-    "ci": EvalSettings(val_tokens=4096, questions=40, samples=8,
-                       sample_tokens=48),
+    "ci": EvalSettings(questions=40, samples=8, sample_tokens=48),
     "laptop": EvalSettings(),
-    "gpu": EvalSettings(val_tokens=1 << 20, questions=1000, samples=200,
-                        sample_tokens=256),
-    "cluster": EvalSettings(val_tokens=1 << 22, questions=2000,
-                            samples=500, sample_tokens=256),
+    "gpu": EvalSettings(questions=1000, samples=200, sample_tokens=256),
+    "cluster": EvalSettings(questions=2000, samples=500,
+                            sample_tokens=256),
 }
 
 
@@ -60,15 +56,15 @@ def evaluate_checkpoint(
     from scratchllm.data.storyworld import is_grammatical
 
     artifacts = Path(artifacts)
-    model, config = load_model(artifacts / "checkpoints" / "pretrain",
-                               device)
+    run = artifacts / "checkpoints" / "pretrain"
+    model, config = load_model(run, device)
     tokenizer = load_tokenizer(artifacts / "tokenizer")
     data = artifacts / "data" / "storyworld"
-    val_ids = np.concatenate(
-        read_split(artifacts / "tokens" / "storyworld", "val"))
-    intrinsic = evaluate_tokens(model, val_ids,
-                                token_byte_lengths(tokenizer),
-                                settings.val_tokens)
+    budget = settings.val_tokens or checkpoint_meta(run)["train_config"][
+        "eval_tokens"]
+    intrinsic = evaluate_split(
+        model, read_split(artifacts / "tokens" / "storyworld", "val"),
+        token_byte_lengths(tokenizer), budget)
     entropy = json.loads((data / "stats.json").read_text())[
         "entropy_bits_per_byte"]
     lines = (data / "val.jsonl").read_text(encoding="utf-8").splitlines()

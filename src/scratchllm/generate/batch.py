@@ -2,16 +2,15 @@
 # Edit the chapter(s) below and re-run the tangle:
 #   book/09_generation_evaluation.md: "Generation and evaluation"
 
-"""Batched generation: left padding and a padding-aware forward pass."""
+"""Batched generation: left padding, the model's own masked forward pass
+and KV cache."""
 
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 
 from scratchllm.generate.decode import check_prompt_ids
 from scratchllm.generate.sampling import SamplingConfig, choose_next
-from scratchllm.model.attention import CausalSelfAttention, KVCache
 from scratchllm.model.gpt import GPT
 
 
@@ -29,50 +28,6 @@ def left_pad(
         tokens[row, width - len(ids):] = torch.tensor(ids)
         real[row, width - len(ids):] = True
     return tokens, real
-
-
-def padded_attention(
-    attention: CausalSelfAttention,
-    x: torch.Tensor,
-    allowed: torch.Tensor,
-    cache: KVCache,
-    layer: int,
-) -> torch.Tensor:
-    """The attention layer's forward pass with an explicit mask:
-    allowed [B, 1, Tq, Tk] is True where a query may see a key."""
-    batch, length, _ = x.shape
-    q = attention.q_proj(x).view(batch, length, attention.n_heads, -1)
-    k = attention.k_proj(x).view(batch, length, attention.n_kv_heads, -1)
-    v = attention.v_proj(x).view(batch, length, attention.n_kv_heads, -1)
-    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    start = cache.lengths[layer]
-    q, k = attention.rope(q, start), attention.rope(k, start)
-    k, v = cache.update(layer, k, v)
-    out = F.scaled_dot_product_attention(
-        q, k, v, attn_mask=allowed,
-        enable_gqa=attention.n_kv_heads != attention.n_heads)
-    return attention.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
-
-
-def padded_forward(
-    model: GPT, tokens: torch.Tensor, real: torch.Tensor, cache: KVCache
-) -> torch.Tensor:
-    """Logits [B, T, V] for new tokens [B, T] after those in the cache;
-    real [B, >= cache.length + T] is False at padding positions."""
-    start = cache.length
-    end = start + tokens.shape[1]
-    device = tokens.device
-    queries = torch.arange(start, end, device=device)[:, None]
-    keys = torch.arange(end, device=device)[None, :]
-    visible = real[:, None, :end] | (keys == queries)
-    allowed = ((keys <= queries) & visible)[:, None]
-    x = model.token_embedding(tokens)
-    for layer, block in enumerate(model.blocks):
-        x = x + padded_attention(block.attention,
-                                 block.attention_norm(x), allowed,
-                                 cache, layer)
-        x = x + block.feed_forward(block.ffn_norm(x))
-    return model.output(model.final_norm(x)).float()
 
 
 @torch.no_grad()
@@ -101,7 +56,8 @@ def generate_batch(
         seen[row, ids] = True
     generator = torch.Generator(device=device).manual_seed(config.seed)
     cache = model.new_cache(batch, width + budget)
-    logits = padded_forward(model, tokens.to(device), real, cache)[:, -1]
+    logits = model(tokens.to(device), cache,
+                   attention_mask=real[:, :width])[:, -1]
     outputs: list[list[int]] = [[] for _ in prompts]
     finished = torch.zeros(batch, dtype=torch.bool)
     for _ in range(budget):
@@ -113,6 +69,6 @@ def generate_batch(
             break
         rows = torch.arange(batch, device=device)
         seen[rows, next_ids.to(device)] = True
-        logits = padded_forward(model, next_ids[:, None].to(device), real,
-                                cache)[:, -1]
+        logits = model(next_ids[:, None].to(device), cache,
+                       attention_mask=real[:, :cache.length + 1])[:, -1]
     return outputs

@@ -116,9 +116,11 @@ class CausalSelfAttention(nn.Module):
         x: torch.Tensor,
         cache: "KVCache | None" = None,
         layer: int = 0,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x [B, T, d] -> [B, T, d]; with a cache, x holds the new tokens
-        and the cache supplies (and receives) keys and values."""
+        and the cache supplies (and receives) keys and values. A boolean
+        mask [B, 1, T, Tk] (True: may attend) replaces the causal one."""
         batch, length, _ = x.shape
         q = self.q_proj(x).view(batch, length, self.n_heads, -1)
         k = self.k_proj(x).view(batch, length, self.n_kv_heads, -1)
@@ -128,23 +130,26 @@ class CausalSelfAttention(nn.Module):
         q, k = self.rope(q, start), self.rope(k, start)
         if cache is not None:
             k, v = cache.update(layer, k, v)
-        out = self.attend(q, k, v)
+        out = self.attend(q, k, v, mask)
         out = out.transpose(1, 2).reshape(batch, length, -1)
         return self.o_proj(out)
 
     def attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Causal attention of q [B, H, Tq, D] over k, v [B, Hkv, Tk, D]."""
+        """Attention of q [B, H, Tq, D] over k, v [B, Hkv, Tk, D]: causal,
+        or as `mask` (True: may attend) allows."""
         query_length, key_length = q.shape[-2], k.shape[-2]
         dropout = self.dropout if self.training else 0.0
         if self.backend == "scratch":
             repeats = self.n_heads // self.n_kv_heads
             k, v = repeat_kv(k, repeats), repeat_kv(v, repeats)
-            mask = causal_mask(query_length, key_length, q.device)
+            if mask is None:
+                mask = causal_mask(query_length, key_length, q.device)
             return attention(q, k, v, mask, dropout)[0]
-        mask, causal = None, query_length == key_length
-        if query_length not in (1, key_length):
+        causal = mask is None and query_length == key_length
+        if mask is None and query_length not in (1, key_length):
             mask = causal_mask(query_length, key_length, q.device)
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout,

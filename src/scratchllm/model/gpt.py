@@ -15,6 +15,26 @@ from scratchllm.model.feedforward import make_feed_forward
 from scratchllm.model.norms import make_norm
 
 
+def padding_mask(
+    attention_mask: torch.Tensor, start: int, length: int
+) -> torch.Tensor:
+    """The attention mask [B, 1, length, start + length] (True: may
+    attend) of queries start .. start + length - 1: causal, and blind to
+    keys where attention_mask [B, start + length] is False. A padding
+    query may see itself, so that no softmax row is empty."""
+    end = start + length
+    if attention_mask.dim() != 2 or attention_mask.shape[1] != end:
+        raise ValueError(
+            f"attention_mask must be [batch, {end}] (cached and new "
+            f"positions), got {tuple(attention_mask.shape)}"
+        )
+    device = attention_mask.device
+    queries = torch.arange(start, end, device=device)[:, None]
+    keys = torch.arange(end, device=device)[None, :]
+    visible = attention_mask.bool()[:, None, :] | (keys == queries)
+    return ((keys <= queries) & visible)[:, None]
+
+
 class Block(nn.Module):
     """Pre-norm block: x + attention(norm(x)), then x + ffn(norm(x))."""
 
@@ -33,11 +53,12 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(
-        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
+        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Two residual updates of x [B, T, d]."""
         x = x + self.dropout(
-            self.attention(self.attention_norm(x), cache, layer)
+            self.attention(self.attention_norm(x), cache, layer, mask)
         )
         return x + self.dropout(self.feed_forward(self.ffn_norm(x)))
 
@@ -75,10 +96,15 @@ class GPT(nn.Module):
                 nn.init.normal_(projection.weight, 0.0, residual_std)
 
     def forward(
-        self, tokens: torch.Tensor, cache: KVCache | None = None
+        self,
+        tokens: torch.Tensor,
+        cache: KVCache | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits [B, T, V] (float32) for tokens [B, T]; with a cache,
-        tokens are the next ones after those already cached."""
+        tokens are the next ones after those already cached. The optional
+        attention_mask [B, cached + T] is True at real tokens and False at
+        padding, which no token attends to."""
         if tokens.dim() != 2 or tokens.dtype != torch.long:
             raise ValueError(
                 "tokens must be a LongTensor [batch, time], got "
@@ -90,9 +116,12 @@ class GPT(nn.Module):
                 f"sequence of {start + tokens.shape[1]} tokens exceeds "
                 f"context_length={self.config.context_length}"
             )
+        mask = None
+        if attention_mask is not None:
+            mask = padding_mask(attention_mask, start, tokens.shape[1])
         x = self.dropout(self.token_embedding(tokens))
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer)
+            x = block(x, cache, layer, mask)
         return self.output(self.final_norm(x)).float()
 
     def new_cache(

@@ -18,11 +18,16 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_state_dict,
+    set_state_dict,
+)
 
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 LATEST = "latest.json"
 MANIFEST = "checkpoint.json"
 
@@ -39,7 +44,7 @@ class Checkpoint:
     step: int
     model_state: dict[str, torch.Tensor]
     optimizer_state: dict[str, Any]
-    rng_state: dict[str, Any]
+    rng_state: list[dict[str, Any]]    # one per process
     meta: dict[str, Any]
 
 
@@ -67,6 +72,41 @@ def _fsync(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+TUPLE = "__tuple__"
+
+
+def to_json(value: Any, key: str) -> Any:
+    """`value` in a form JSON holds exactly (tuples tagged); anything else
+    raises a CheckpointError naming `key`."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if type(value) is list:
+        return [to_json(item, f"{key}[{i}]") for i, item in
+                enumerate(value)]
+    if type(value) is tuple:
+        return {TUPLE: to_json(list(value), key)}
+    if type(value) is dict and TUPLE not in value and all(
+            type(name) is str for name in value):
+        return {name: to_json(item, f"{key}.{name}")
+                for name, item in value.items()}
+    raise CheckpointError(
+        f"cannot save {key}: {type(value).__name__} {value!r} would not "
+        "come back from JSON unchanged (use None, bool, int, float, str, "
+        "or lists, tuples and str-keyed dicts of them)"
+    )
+
+
+def from_json(value: Any) -> Any:
+    """Undo `to_json`: tagged tuples become tuples again."""
+    if isinstance(value, list):
+        return [from_json(item) for item in value]
+    if isinstance(value, dict):
+        if set(value) == {TUPLE}:
+            return tuple(from_json(item) for item in value[TUPLE])
+        return {name: from_json(item) for name, item in value.items()}
+    return value
 
 
 def split_shared(
@@ -100,8 +140,9 @@ def flatten_optimizer(
             if isinstance(value, torch.Tensor):
                 tensors[key] = value.detach().cpu().contiguous()
             else:
-                values[key] = value
-    return tensors, {"values": values, "param_groups": state["param_groups"]}
+                values[key] = to_json(value, f"optimizer {key}")
+    groups = to_json(state["param_groups"], "optimizer param_groups")
+    return tensors, {"values": values, "param_groups": groups}
 
 
 def unflatten_optimizer(
@@ -109,10 +150,13 @@ def unflatten_optimizer(
 ) -> dict[str, Any]:
     """Rebuild an optimizer state dict from `flatten_optimizer`'s parts."""
     state: dict[int, dict[str, Any]] = {}
-    for key, value in [*tensors.items(), *meta["values"].items()]:
-        _, index, slot = key.split(".", 2)
-        state.setdefault(int(index), {})[slot] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
+    values = {key: from_json(value)
+              for key, value in meta["values"].items()}
+    for key, value in [*tensors.items(), *values.items()]:
+        index, slot = key.removeprefix("state.").rsplit(".", 1)
+        index = int(index) if index.isdigit() else index
+        state.setdefault(index, {})[slot] = value
+    return {"state": state, "param_groups": from_json(meta["param_groups"])}
 
 
 def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -151,9 +195,11 @@ def save_checkpoint(
     optimizer_state: dict[str, Any],
     meta: dict[str, Any],
     keep: int = 2,
+    rng: list[tuple[dict, dict]] | None = None,
 ) -> Path:
     """Write step `step` of a run atomically into `run_dir/step_NNNNNNNN`,
-    mark it as the latest and keep only the newest `keep` steps."""
+    mark it as the latest and keep only the newest `keep` steps. `rng`
+    holds every process's `capture_rng()` (default: this process's)."""
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
     run_dir = Path(run_dir)
@@ -164,7 +210,11 @@ def save_checkpoint(
     scratch.mkdir()
     weights, aliases = split_shared(model_state)
     optimizer_tensors, optimizer_values = flatten_optimizer(optimizer_state)
-    rng_tensors, rng_values = capture_rng()
+    rng = rng or [capture_rng()]
+    rng_tensors = {f"{rank}.{name}": tensor
+                   for rank, (tensors, _) in enumerate(rng)
+                   for name, tensor in tensors.items()}
+    rng_values = [values for _, values in rng]
     parts = {"model.safetensors": weights,
              "optimizer.safetensors": optimizer_tensors,
              "rng.safetensors": rng_tensors}
@@ -224,8 +274,8 @@ def has_checkpoint(path: str | Path) -> bool:
     return (path / LATEST).exists() or (path / MANIFEST).exists()
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and verify a checkpoint (a run folder or one step folder)."""
+def checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The manifest of a checkpoint (run or step folder), checked."""
     folder = resolve(path)
     try:
         meta = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -239,6 +289,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"{folder} has checkpoint format {meta.get('format')!r}; this "
             f"version of scratchllm reads format {FORMAT_VERSION}"
         )
+    return meta
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and verify a checkpoint (a run folder or one step folder)."""
+    folder = resolve(path)
+    meta = checkpoint_meta(folder)
     tensors = {}
     for filename, expected in meta["files"].items():
         file = folder / filename
@@ -265,8 +322,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         model_state=tensors["model.safetensors"],
         optimizer_state=unflatten_optimizer(
             tensors["optimizer.safetensors"], meta["optimizer"]),
-        rng_state={"tensors": tensors["rng.safetensors"],
-                   "values": meta["rng"]},
+        rng_state=[
+            {"tensors": {name.split(".", 1)[1]: tensor for name, tensor
+                         in tensors["rng.safetensors"].items()
+                         if name.split(".", 1)[0] == str(rank)},
+             "values": values}
+            for rank, values in enumerate(meta["rng"])],
         meta=meta,
     )
 
@@ -294,3 +355,36 @@ def load_model(
     model = GPT(config)
     apply_model_state(model, checkpoint)
     return model.to(device).eval(), config
+
+
+def gather_state(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Full model and optimizer state, on the CPU, of a model that may be
+    sharded: every process must call it; rank 0 receives the values."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_state_dict(model, optimizer, options=options)
+
+
+def scatter_state(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    checkpoint: Checkpoint,
+) -> None:
+    """Load a checkpoint's full state into a model and optimizer that may
+    be sharded; each process keeps its own slices."""
+    weights = dict(checkpoint.model_state)
+    for alias, stored in checkpoint.meta["aliases"].items():
+        weights[alias] = weights[stored]
+    try:
+        set_state_dict(model, optimizer, model_state_dict=weights,
+                       optim_state_dict=checkpoint.optimizer_state,
+                       options=StateDictOptions(full_state_dict=True))
+    except (RuntimeError, KeyError, ValueError) as error:
+        raise CheckpointError(
+            f"the state in {checkpoint.path} does not fit this model and "
+            f"optimizer: {error}"
+        ) from error
+    saved = checkpoint.optimizer_state["param_groups"]
+    for group, values in zip(optimizer.param_groups, saved):
+        group.update({k: v for k, v in values.items() if k != "params"})

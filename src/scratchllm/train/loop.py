@@ -18,23 +18,32 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from scratchllm.eval.intrinsic import (
+    Intrinsic,
+    evaluate_split,
+    token_byte_lengths,
+)
+from scratchllm.generate.decode import sample_ids
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
-from scratchllm.tokenizer import load_tokenizer
+from scratchllm.tokenizer import Tokenizer, load_tokenizer
 from scratchllm.tokenizer.shards import read_split
 from scratchllm.train.checkpoint import (
     CheckpointError,
-    apply_model_state,
+    capture_rng,
+    gather_state,
     has_checkpoint,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
+    scatter_state,
 )
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.data import WindowSampler
-from scratchllm.train.loss import bits_per_byte, cross_entropy
+from scratchllm.train.loss import cross_entropy
 from scratchllm.train.monitor import (
     JsonlLog,
     detect_hardware,
@@ -58,6 +67,17 @@ def read_index(tokens_dir: Path) -> dict[str, Any]:
             "03_tokenization) or set tokens_dir"
         )
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_tokenizer(folder: Path) -> Tokenizer:
+    """The run's tokenizer (for bits per byte and samples), with a clear
+    error when it is missing."""
+    if not (Path(folder) / "bpe.json").exists():
+        raise FileNotFoundError(
+            f"no tokenizer at {folder}: run chapter 3 first (scratchllm "
+            "book execute --only 03_tokenization) or set tokenizer_dir"
+        )
+    return load_tokenizer(folder)
 
 
 def build_model(
@@ -94,94 +114,6 @@ def learning_rate(config: TrainConfig, step: int) -> float:
         decay = min(decay, config.max_steps - config.warmup_steps)
         return warmup_stable_decay(step, decay_steps=decay, **shape)
     return warmup_cosine(step, **shape)
-
-
-def validation_windows(
-    shards: list[np.ndarray], context_length: int, max_tokens: int
-) -> list[tuple[int, int]]:
-    """(shard, offset) of consecutive windows covering at most
-    `max_tokens` targets of the validation shards."""
-    windows = []
-    budget = max(1, max_tokens // context_length)
-    for number, shard in enumerate(shards):
-        count = (len(shard) - 1) // context_length
-        for index in range(min(count, budget - len(windows))):
-            windows.append((number, index * context_length))
-    if not windows:
-        raise ValueError(
-            f"the validation split is shorter than one window of "
-            f"{context_length + 1} tokens"
-        )
-    return windows
-
-
-@torch.no_grad()
-def evaluate(
-    model: torch.nn.Module,
-    shards: list[np.ndarray],
-    context_length: int,
-    batch_size: int,
-    max_tokens: int,
-    autocast: Callable[[], contextlib.AbstractContextManager],
-    accelerator: Any = None,
-) -> float:
-    """Mean next-token loss (nats) over the validation windows."""
-    device = next(model.parameters()).device
-    windows = validation_windows(shards, context_length, max_tokens)
-    if accelerator is not None:
-        step = accelerator.num_processes
-        windows = windows[accelerator.process_index :: step]
-    nats, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    for first in range(0, len(windows), batch_size):
-        rows = np.stack([
-            shards[shard][offset : offset + context_length + 1]
-            for shard, offset in windows[first : first + batch_size]
-        ]).astype(np.int64)
-        tokens = torch.from_numpy(rows).to(device)
-        with autocast():
-            logits = model(tokens[:, :-1])
-        targets = tokens[:, 1:].numel()
-        nats += cross_entropy(logits, tokens[:, 1:]).item() * targets
-        count += targets
-    model.train(was_training)
-    if accelerator is not None:
-        totals = torch.tensor([nats, count], dtype=torch.float64,
-                              device=device)
-        nats, count = accelerator.reduce(totals, reduction="sum").tolist()
-    return nats / count
-
-
-@torch.no_grad()
-def generate(
-    model: torch.nn.Module,
-    prompt: list[int],
-    max_new_tokens: int,
-    context_length: int,
-    temperature: float = 0.8,
-    top_k: int = 40,
-    stop_id: int | None = None,
-    seed: int = 0,
-) -> list[int]:
-    """Sample up to `max_new_tokens` tokens after `prompt` (top-k)."""
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    tokens = torch.tensor([prompt], device=device)
-    was_training = model.training
-    model.eval()
-    for _ in range(max_new_tokens):
-        logits = model(tokens[:, -context_length:])[:, -1].float()
-        logits = logits / temperature
-        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, -math.inf)
-        next_token = torch.multinomial(logits.softmax(-1), 1,
-                                       generator=generator)
-        tokens = torch.cat([tokens, next_token], dim=1)
-        if next_token.item() == stop_id:
-            break
-    model.train(was_training)
-    return tokens[0, len(prompt):].tolist()
 
 
 def pick_device(config: TrainConfig, accelerator: Any) -> torch.device:
@@ -280,13 +212,15 @@ class Run:
     optimizer: torch.optim.Optimizer
     sampler: WindowSampler
     val_shards: list[np.ndarray]
+    tokenizer: Tokenizer
+    byte_lengths: np.ndarray       # bytes of text per token id
     layout: BatchLayout
     autocast: Callable[[], contextlib.AbstractContextManager]
     run_dir: Path
     scaler: torch.amp.GradScaler | None = None
     grad_norm: float = math.nan
     train_loss: float = math.nan
-    val_loss: float = math.nan
+    val: Intrinsic | None = None
 
     @property
     def main(self) -> bool:
@@ -379,58 +313,76 @@ def report(run: Run, done: int, losses: list[torch.Tensor],
     return record
 
 
-def validation_split_size(index: dict[str, Any]) -> tuple[int, int]:
-    """(tokens, bytes) of the validation split, from index.json."""
-    shards = index["splits"]["val"]
-    return (sum(s["tokens"] for s in shards),
-            sum(s["bytes"] for s in shards))
+def validate(run: Run) -> Intrinsic:
+    """Score the validation windows; with several processes each scores
+    its share and the exact counts are added up."""
+    result = evaluate_split(
+        run.raw_model, run.val_shards, run.byte_lengths,
+        run.config.eval_tokens, (run.layout.rank, run.layout.processes))
+    if run.accelerator is None:
+        return result
+    device = next(run.raw_model.parameters()).device
+    totals = torch.tensor([result.tokens, result.bytes, result.nats],
+                          dtype=torch.float64, device=device)
+    tokens, text_bytes, nats = run.accelerator.reduce(
+        totals, reduction="sum").tolist()
+    return Intrinsic(int(tokens), int(text_bytes), nats)
 
 
 def measure(run: Run, done: int) -> dict[str, Any]:
     """Measure and log the validation loss and bits per byte."""
-    run.val_loss = evaluate(
-        run.raw_model, run.val_shards, run.config.context_length,
-        run.layout.micro_batch, run.config.eval_tokens, run.autocast,
-        run.accelerator)
+    run.val = validate(run)
     record = {"kind": "eval", "step": done,
               "tokens": done * run.tokens_per_step,
-              "val_loss": run.val_loss,
-              "val_bits_per_byte": bits_per_byte(
-                  run.val_loss, *validation_split_size(run.index))}
+              "val_loss": run.val.loss,
+              "val_bits_per_byte": run.val.bits_per_byte}
     if run.main:
         JsonlLog(run.run_dir / "log.jsonl").write(record)
     return record
 
 
 def write_sample(run: Run, done: int) -> None:
-    """Log one story sampled from the model (needs the tokenizer)."""
-    folder = run.config.tokenizer_path()
-    if not run.main or not folder.exists():
+    """Log one story sampled from the model."""
+    if not run.main:
         return
-    tokenizer = load_tokenizer(folder)
-    ids = generate(run.raw_model, [tokenizer.eot_id],
-                   run.config.sample_tokens, run.config.context_length,
-                   stop_id=tokenizer.eot_id, seed=done)
-    text = tokenizer.decode([i for i in ids if i != tokenizer.eot_id])
+    eot = run.tokenizer.eot_id
+    ids = sample_ids(run.raw_model, [eot], run.config.sample_tokens,
+                     stop_ids=[eot], seed=done)
+    text = run.tokenizer.decode([i for i in ids if i != eot])
     JsonlLog(run.run_dir / "log.jsonl").write(
         {"kind": "sample", "step": done, "text": text})
 
 
+def every_rng() -> list[tuple[dict, dict]]:
+    """`capture_rng()` of every process, in rank order (a collective)."""
+    state = capture_rng()
+    if not (dist.is_available() and dist.is_initialized()):
+        return [state]
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
+def base_optimizer(run: Run) -> torch.optim.Optimizer:
+    """The optimizer itself, without Accelerate's wrapper."""
+    return getattr(run.optimizer, "optimizer", run.optimizer)
+
+
 def save(run: Run, done: int) -> None:
-    """Checkpoint the run after step `done`."""
+    """Checkpoint the run after step `done`: the full (gathered) model
+    and optimizer state, and every process's random state."""
     if run.accelerator is not None:
         run.accelerator.wait_for_everyone()
-        state = run.accelerator.get_state_dict(run.model)
-    else:
-        state = run.raw_model.state_dict()
+    model_state, optimizer_state = gather_state(run.raw_model,
+                                                base_optimizer(run))
+    rng = every_rng()
     if run.main:
         meta = {"model_config": dataclasses.asdict(run.model_config),
                 "train_config": run.config.to_dict(),
                 "tokenizer_sha256": run.index.get("tokenizer_sha256"),
                 "data": {"seed": run.config.seed, "position": done}}
-        save_checkpoint(run.run_dir, done, state,
-                        run.optimizer.state_dict(), meta,
-                        keep=run.config.keep_checkpoints)
+        save_checkpoint(run.run_dir, done, model_state, optimizer_state,
+                        meta, keep=run.config.keep_checkpoints, rng=rng)
     if run.accelerator is not None:
         run.accelerator.wait_for_everyone()
 
@@ -455,10 +407,15 @@ def resume(run: Run) -> int:
             f"{checkpoint.path}: data {meta['data']} does not match "
             f"{expected}"
         )
-    apply_model_state(run.raw_model, checkpoint)
-    run.optimizer.load_state_dict(checkpoint.optimizer_state)
-    restore_rng(checkpoint.rng_state["tensors"],
-                checkpoint.rng_state["values"])
+    if len(checkpoint.rng_state) != run.layout.processes:
+        raise CheckpointError(
+            f"{checkpoint.path} was saved by {len(checkpoint.rng_state)} "
+            f"process(es); resume it with as many, not "
+            f"{run.layout.processes}"
+        )
+    scatter_state(run.raw_model, base_optimizer(run), checkpoint)
+    own = checkpoint.rng_state[run.layout.rank]
+    restore_rng(own["tensors"], own["values"])
     return checkpoint.step
 
 
@@ -515,9 +472,8 @@ def run_steps(
         measure(run, last)
     return TrainResult(
         run_dir=run.run_dir, steps=last, tokens=last * run.tokens_per_step,
-        train_loss=run.train_loss, val_loss=run.val_loss,
-        val_bits_per_byte=bits_per_byte(
-            run.val_loss, *validation_split_size(run.index)),
+        train_loss=run.train_loss, val_loss=run.val.loss,
+        val_bits_per_byte=run.val.bits_per_byte,
         seconds=time.perf_counter() - began, model=run.raw_model)
 
 
@@ -530,8 +486,11 @@ def pretrain(
     run in `config.run_path()`; `accelerator` is an optional
     `accelerate.Accelerator` (one process without it)."""
     index = read_index(config.tokens_path())
+    tokenizer = read_tokenizer(config.tokenizer_path())
     device = pick_device(config, accelerator)
+    layout = batch_layout(config, accelerator)
     raw_model, model_config = build_model(config, index["vocab_size"])
+    torch.manual_seed(config.seed + layout.rank)
     raw_model.to(device)
     optimizer = AdamW(parameter_groups(raw_model, config.weight_decay),
                       lr=config.lr, betas=config.betas, eps=config.eps)
@@ -543,17 +502,20 @@ def pretrain(
                               config.context_length, config.batch_size,
                               seed=config.seed),
         val_shards=read_split(config.tokens_path(), "val"),
-        layout=batch_layout(config, accelerator),
+        tokenizer=tokenizer, byte_lengths=token_byte_lengths(tokenizer),
+        layout=layout,
         autocast=autocast_factory(config, device, accelerator),
         run_dir=config.run_path(),
     )
+    if accelerator is not None:
+        run.model, run.optimizer = accelerator.prepare(raw_model, optimizer)
+        accelerator.wait_for_everyone()
     start = 0
     if config.resume and has_checkpoint(run.run_dir):
         start = resume(run)
     elif run.main:
         start_fresh(run.run_dir)
     if accelerator is not None:
-        run.model, run.optimizer = accelerator.prepare(raw_model, optimizer)
         accelerator.wait_for_everyone()
     if config.compile:
         run.model = torch.compile(run.model)
