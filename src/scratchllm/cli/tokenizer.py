@@ -67,10 +67,11 @@ def train(
 ) -> None:
     """Train a tokenizer and save it (bpe.json, vocab.txt, tokenizer.json)."""
     import time
+    import warnings
 
     from scratchllm.tokenizer.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
     from scratchllm.tokenizer.export import save_hf
-    from scratchllm.tokenizer.train import train_bpe
+    from scratchllm.tokenizer.train import SmallVocabularyWarning, train_bpe
 
     if pattern not in GPT_PATTERNS:
         fail(f"--pattern must be one of {', '.join(GPT_PATTERNS)}")
@@ -78,9 +79,13 @@ def train(
     texts = read_corpus(inputs)
     start = time.perf_counter()
     try:
-        tokenizer = train_bpe(texts, vocab_size, split, progress=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SmallVocabularyWarning)
+            tokenizer = train_bpe(texts, vocab_size, split, progress=True)
     except ValueError as error:
         fail(str(error))
+    for warning in caught:
+        typer.echo(f"note: {warning.message}", err=True)
     seconds = time.perf_counter() - start
     tokenizer.save(out)
     if hf:
