@@ -168,7 +168,6 @@ def merge_everywhere(table: PairTable, pair: str, new: str) -> None:
         table.move(b + y, new + y, ws)
     for w, word in repeated:
         table.recount(w, word, new)
-    table.count.pop(pair, None)
 
 
 def learn_merges(pretokens: Mapping[str, int], num_merges: int,
