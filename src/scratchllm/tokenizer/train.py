@@ -86,12 +86,12 @@ class PairTable:
 
     def __init__(self, words: list[str], counts: list[int]) -> None:
         self.words, self.counts = words, counts
-        self.count: dict[str, int] = defaultdict(int)
         self.where: dict[str, list[int]] = defaultdict(list)
-        for w, (word, count) in enumerate(zip(words, counts)):
+        for w, word in enumerate(words):
             for pair in map(str.__add__, word, word[1:]):
-                self.count[pair] += count
                 self.where[pair].append(w)
+        self.count: dict[str, int] = defaultdict(int, {
+            pair: self.total(ws) for pair, ws in self.where.items()})
         self.key = {chr(b): reverse_key(bytes([b])) for b in range(256)}
         self.heap = [self.entry(pair) for pair in self.count]
         heapq.heapify(self.heap)
@@ -119,14 +119,10 @@ class PairTable:
                 heapq.heappop(heap)
         return None
 
-    def move(self, old: str, pair: str, ws: list[int]) -> None:
-        """Pre-tokens ``ws`` lost one ``old`` pair and gained a new
-        ``pair``."""
-        moved = sum(map(self.counts.__getitem__, ws))
-        self.count[old] -= moved
-        self.count[pair] += moved
-        self.where[pair] += ws
-        heapq.heappush(self.heap, self.entry(pair))
+    def total(self, ws: list[int]) -> int:
+        """The summed frequency of pre-tokens ``ws`` (a pre-token listed
+        twice counts twice)."""
+        return sum(map(self.counts.__getitem__, ws))
 
     def recount(self, w: int, old_word: str, new: str) -> None:
         """Replace the pairs of ``old_word`` by those of pre-token ``w``."""
@@ -152,20 +148,31 @@ def merge_everywhere(table: PairTable, pair: str, new: str) -> None:
     repeated = []
     for w in table.where.pop(pair):
         word = words[w]
-        merged = words[w] = word.replace(pair, new)
-        if len(word) - len(merged) == 1:
+        merged = word.replace(pair, new)
+        size = len(merged)
+        if size == len(word) - 1:
+            words[w] = merged
             i = merged.find(new)
             if i:
                 before[merged[i - 1]].append(w)
-            if i + 1 < len(merged):
+            if i + 1 < size:
                 after[merged[i + 1]].append(w)
-        elif merged != word:
+        elif size < len(word):
+            words[w] = merged
             repeated.append((w, word))
     a, b = pair
+    count, where, key, heap = table.count, table.where, table.key, table.heap
+    weight, new_key = table.counts.__getitem__, key[new]
     for x, ws in before.items():
-        table.move(x + a, x + new, ws)
+        count[x + new] = moved = sum(map(weight, ws))
+        count[x + a] -= moved
+        where[x + new] = ws
+        heapq.heappush(heap, (-moved, key[x] + new_key, x + new))
     for y, ws in after.items():
-        table.move(b + y, new + y, ws)
+        count[new + y] = moved = sum(map(weight, ws))
+        count[b + y] -= moved
+        where[new + y] = ws
+        heapq.heappush(heap, (-moved, new_key + key[y], new + y))
     for w, word in repeated:
         table.recount(w, word, new)
 
