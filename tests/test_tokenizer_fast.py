@@ -222,3 +222,17 @@ def test_one_thread_sets_and_restores_parallelism(monkeypatch):
 def test_counter_input_is_accepted():
     # count_pretokens returns a Counter; learn_merges takes any mapping.
     assert learn_merges(Counter({"ab": 2, "b": 1}), 5) == [(97, 98)]
+
+
+def test_training_restores_the_cycle_collector():
+    import gc
+
+    assert gc.isenabled()
+    learn_merges({"abab": 2, "ba": 1}, 5)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        learn_merges({"abab": 2, "ba": 1}, 5)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

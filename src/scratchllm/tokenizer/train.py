@@ -12,6 +12,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 import heapq
 from collections import defaultdict
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 import warnings
 
 import regex
@@ -177,23 +180,36 @@ def merge_everywhere(table: PairTable, pair: str, new: str) -> None:
         table.recount(w, word, new)
 
 
+@contextmanager
+def cycle_collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector, and restore it afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def learn_merges(pretokens: Mapping[str, int], num_merges: int,
                  progress: bool = False) -> list[Pair]:
     """The merges of :func:`learn_merges_naive`, computed incrementally."""
     words = [p.encode("utf-8").decode("latin-1") for p in pretokens]
-    table = PairTable(words, list(pretokens.values()))
     merges: list[Pair] = []
     quiet = {} if progress else {"disable": True}
     last_id = min(255 + num_merges, MAX_ID)
-    for new_id in tqdm(range(256, last_id + 1), desc="BPE merges",
-                       mininterval=1.0, **quiet):
-        pair = table.pop_best()
-        if pair is None:
-            break
-        new = chr(new_id)
-        table.key[new] = table.key[pair[0]][:-1] + table.key[pair[1]]
-        merge_everywhere(table, pair, new)
-        merges.append((ord(pair[0]), ord(pair[1])))
+    with cycle_collector_paused():
+        table = PairTable(words, list(pretokens.values()))
+        for new_id in tqdm(range(256, last_id + 1), desc="BPE merges",
+                           mininterval=1.0, **quiet):
+            pair = table.pop_best()
+            if pair is None:
+                break
+            new = chr(new_id)
+            table.key[new] = table.key[pair[0]][:-1] + table.key[pair[1]]
+            merge_everywhere(table, pair, new)
+            merges.append((ord(pair[0]), ord(pair[1])))
     return merges
 
 
