@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -236,3 +237,19 @@ def test_training_restores_the_cycle_collector():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_cli_bench_notes_the_smaller_vocabulary(tmp_path):
+    text = tmp_path / "tiny.txt"
+    text.write_text("abcd abcd\n\nabcd\n", encoding="utf-8")
+    result = CliRunner().invoke(app, [
+        "tokenizer", "bench", "--text", str(text), "--megabytes", "0.001",
+        "--vocab-size", "1000", "--repeats", "1", "--stream-megabytes", ""])
+    assert result.exit_code == 0, result.output
+    note = re.search(r"note: the text allows only (\d+) merges", result.output)
+    assert note is not None, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["vocab_size"] == 256 + int(note[1]) + SPECIALS < 1000
+    assert set(report["training"]) == {"ours_s", "hf_s", "ratio"}
+    assert set(report["encoding"]) == {"ours_mb_s", "ours_warm_mb_s",
+                                       "tiktoken_mb_s"}
