@@ -96,6 +96,8 @@ def chapter_seconds(
 
 def label(chapter: Chapter) -> str:
     """A chapter's name as the roadmap shows it."""
+    if chapter.meta.get("appendix"):
+        return f"Appendix {chapter.meta['appendix']}. {chapter.title}"
     if chapter.number:
         return f"{chapter.number}. {chapter.title}"
     return chapter.title
