@@ -145,3 +145,12 @@ def test_estimate_refuses_bad_or_conflicting_options(
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert message in lines[0]
+
+
+def test_appendix_chapters_are_labelled_by_letter(root: Path) -> None:
+    book = {chapter.stem: chapter for chapter in chapters(root)}
+    assert roadmap.label(book["14_compliance"]) == \
+        "Appendix A. Compliance audit"
+    assert roadmap.label(book["15_starter"]) == \
+        "Appendix B. Starter repositories"
+    assert roadmap.label(book["07_pretraining"]) == "7. Pretraining"

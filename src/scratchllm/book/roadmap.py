@@ -213,7 +213,8 @@ def page(book: list[Chapter], timings: dict[str, dict[str, Any]]) -> str:
         "```{graphviz} roadmap.dot\n"
         ":caption: The roadmap: chapters (blue; click one to open it) and "
         "the artifacts they write and read (yellow), with the measured "
-        "run time of each chapter per profile.\n"
+        "run time of each chapter per profile; the table adds its cost."
+        "\n"
         ":align: center\n```\n\n"
         + table(book, timings)
         + "\nTracks: B beginner, P practitioner, R researcher. "
