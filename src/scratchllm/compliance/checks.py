@@ -7,7 +7,7 @@ personal data, and evaluation sets seen in training."""
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,14 @@ def run_meta(run: Path) -> dict[str, Any]:
     return dict(load_checkpoint(run).meta)
 
 
+def trained_on(run: Path) -> str | None:
+    """The dataset a run records: its training configuration's, or a
+    top-level `dataset` (fine-tuning runs)."""
+    meta = run_meta(run)
+    return meta.get("train_config", {}).get("dataset") or meta.get(
+        "dataset")
+
+
 def check_training_data(artifacts: Path) -> list[Problem]:
     """Each model names a dataset that is there, with its manifest."""
     runs = model_runs(artifacts)
@@ -120,7 +128,7 @@ def check_training_data(artifacts: Path) -> list[Problem]:
                         f"{Path(artifacts) / 'checkpoints'}")]
     problems = []
     for run in runs:
-        dataset = run_meta(run).get("train_config", {}).get("dataset")
+        dataset = trained_on(run)
         if not dataset:
             problems.append(Problem(
                 "provenance", f"checkpoints/{run.name} does not record "
@@ -211,7 +219,9 @@ def fresh_samples(artifacts: Path, run: Path, count: int,
                   seed: int = 0) -> list[str]:
     """`count` stories sampled at temperature 1 from a run's model."""
     model, _ = load_model(run)
-    tokenizer = load_tokenizer(Path(artifacts) / "tokenizer")
+    own = run / "tokenizer"  # a run may carry its own (chat tokens)
+    tokenizer = load_tokenizer(own if own.is_dir()
+                               else Path(artifacts) / "tokenizer")
     length = min(48, model.config.context_length - 1)
     config = SamplingConfig(max_new_tokens=length, temperature=1.0,
                             seed=seed)
@@ -285,10 +295,9 @@ def find_contamination(
 def check_contamination(artifacts: Path) -> list[Contamination]:
     """Every evaluation set against the models' training data."""
     artifacts = Path(artifacts)
-    trained_on = {run_meta(run).get("train_config", {}).get("dataset")
-                  for run in model_runs(artifacts)}
+    names = {trained_on(run) for run in model_runs(artifacts)}
     folders = [folder for folder in datasets(artifacts)
-               if folder.name in trained_on] or datasets(artifacts)
+               if folder.name in names] or datasets(artifacts)
     training = [item for folder in folders
                 if (folder / "train.jsonl").is_file()
                 for item in read_texts(folder / "train.jsonl")]

@@ -11,8 +11,8 @@ import re
 
 import yaml
 
-from scratchllm.starter.plan import (PRICES_AS_OF, Sizes, Step,
-                                     compute_budget)
+from scratchllm.starter.plan import Sizes, Step, compute_budget
+from scratchllm.train.monitor import PRICES_AS_OF
 from scratchllm import __version__
 from scratchllm.distributed.configs import CONFIGS
 from scratchllm.starter.plan import (BUDGETS, ci_sizes, plan, size_run,

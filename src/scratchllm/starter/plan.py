@@ -11,7 +11,7 @@ from typing import Any
 
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.estimate import count_parameters
-from scratchllm.train.monitor import HARDWARE, PRICES_AS_OF
+from scratchllm.train.monitor import HARDWARE
 from scratchllm.train.scaling import CHINCHILLA_REFIT, estimate_run
 
 TRACKS = ("beginner", "practitioner", "researcher")
