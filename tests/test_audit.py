@@ -243,3 +243,29 @@ def test_the_books_own_ci_artifacts_pass(root: Path, tmp_path: Path) -> None:
                                  "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "no problems found" in result.output
+
+
+def test_a_fine_tuned_run_may_record_its_dataset_and_tokenizer(
+    artifacts: Path,
+) -> None:
+    """A second run (say chapter 10's) with a top-level `dataset` and its
+    own tokenizer folder is traced and sampled like pretraining."""
+    from scratchllm.model.config import ModelConfig
+    from scratchllm.model.gpt import GPT
+    from scratchllm.train.checkpoint import load_checkpoint, save_checkpoint
+
+    config = load_checkpoint(artifacts / "checkpoints" / "pretrain").meta[
+        "model_config"]
+    weights = GPT(ModelConfig.from_dict(config)).state_dict()
+    run = artifacts / "checkpoints" / "sft"
+    save_checkpoint(run, 1, weights, {"state": {}, "param_groups": []},
+                    {"model_config": config, "dataset": "storyworld"})
+    shutil.copytree(artifacts / "tokenizer", run / "tokenizer")
+    report = run_audit(artifacts, samples=2)
+    assert report.problems == []
+    assert report.samples.texts == 4  # two from each model
+    save_checkpoint(run, 2, weights, {"state": {}, "param_groups": []},
+                    {"model_config": config})
+    assert problems(artifacts) == [
+        "provenance: checkpoints/sft does not record the dataset it was "
+        "trained on"]

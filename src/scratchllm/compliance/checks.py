@@ -238,9 +238,10 @@ def scan_samples(artifacts: Path, count: int,
         try:
             texts = fresh_samples(artifacts, run, count, seed)
         except (OSError, ValueError, KeyError, RuntimeError) as error:
+            reason = " ".join(str(error).split())  # one line
             problems.append(Problem(
                 "samples", f"cannot sample checkpoints/{run.name}: "
-                f"{error}"))
+                f"{reason}"))
             continue
         for number, text in enumerate(texts, start=1):
             scan.add(f"{run.name} sample {number}", text)
