@@ -278,6 +278,9 @@ def readme(name: str, track: str, sizes: Sizes, steps: list[Step]) -> str:
         f"Language Model from Scratch*, sized for {budget.machine} "
         f"({budget.devices} x `{budget.hardware}`, {budget.hours:g} h of "
         "pretraining).", "",
+        "Install PyTorch for your machine first (the CUDA build on a "
+        "GPU), then the `scratchllm` wheel from the book's release "
+        "(`_build/release/`), then this repository:", "",
         "```bash", "pip install -e '.[test]'",
         "pytest            # the whole path at a tiny size, < 1 min",
         "python run.py     # every step at the budget's size", "```", "",
