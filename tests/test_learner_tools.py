@@ -109,8 +109,8 @@ def test_roadmap_table_has_cost_columns_and_a_total(root: Path) -> None:
 
 
 def test_money_reads_well() -> None:
-    assert [roadmap.money(x) for x in (None, 0.001, 2.5, 12345.6)] == [
-        "—", "<$0.01", "$2.50", "$12,346"]
+    assert [roadmap.money(x) for x in (None, 0, 0.00123, 2.5, 12345.6)] \
+        == ["—", "$0", "$0.0012", "$2.50", "$12,346"]
 
 
 # --- scratchllm estimate ---------------------------------------------------

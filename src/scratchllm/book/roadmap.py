@@ -47,8 +47,10 @@ def money(dollars: float | None) -> str:
     """A short reading of a cost in US dollars."""
     if dollars is None:
         return "—"
-    if dollars < 0.01:
-        return "<$0.01"
+    if dollars == 0:
+        return "$0"
+    if dollars < 0.01:  # a CPU chapter: a fraction of a cent
+        return f"${dollars:.2g}"
     if dollars < 100:
         return f"${dollars:.2f}"
     return f"${dollars:,.0f}"
