@@ -96,3 +96,11 @@ tangle: python-deps
 clean:
 	rm -rf _build/executed _build/stage _build/html _build/latex \
 	  _build/downloads _build/timings _build/.doctrees _build/jupyter_execute
+
+# The release: wheel and sdist, checked in a clean venv that gets only the
+# package's core dependencies (`scratchllm --help` and a short generate),
+# collected with the PDF and an HTML archive in _build/release/.  It does
+# not build the book: run `make book` first (it says so when you did not).
+.PHONY: release
+release: python-deps
+	TORCH="$(TORCH)" $(BIN)/scratchllm book release
