@@ -5,6 +5,7 @@
 """Supervised fine-tuning on the chapter 7 training loop: conversations
 as masked batches (padded or packed)."""
 
+import copy
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from scratchllm.finetune.data import DatasetError
 from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer.bpe import Tokenizer
 from scratchllm.tokenizer.shards import read_split
+from scratchllm.train.checkpoint import save_checkpoint
 from scratchllm.train.config import TrainConfig, preset
 from scratchllm.train.loop import (
     TrainResult,
@@ -133,8 +135,12 @@ def finetune(config: TrainConfig, model: GPT, batches: ChatBatches,
              accelerator: Any = None) -> TrainResult:
     """Fine-tune a copy of `model` on `batches` with chapter 7's loop;
     the result holds the tuned copy."""
-    return pretrain(config, accelerator,
-                    model=with_context(model, config.context_length),
+    if model.config.context_length < config.context_length:
+        raise ValueError(
+            f"the model's context ({model.config.context_length}) is "
+            f"shorter than the run's ({config.context_length}): use "
+            "with_context first")
+    return pretrain(config, accelerator, model=copy.deepcopy(model),
                     batches=batches)
 
 
@@ -148,3 +154,16 @@ def pretraining_bits_per_byte(model: GPT, config: TrainConfig,
                     context_length, config.batch_size, config.eval_tokens,
                     autocast_factory(config, device, None))
     return bits_per_byte(loss, *validation_split_size(index))
+
+
+def save_model(model: GPT, run_dir: str | Path, step: int,
+               config: TrainConfig) -> Path:
+    """Save `model` alone (no optimizer state) as a chapter 7 checkpoint
+    in `run_dir`: how a merged LoRA model is stored."""
+    index = read_index(config.tokens_path())
+    meta = {"model_config": dataclasses.asdict(model.config),
+            "train_config": config.to_dict(),
+            "tokenizer_sha256": index.get("tokenizer_sha256"),
+            "data": {"seed": config.seed, "position": step}}
+    return save_checkpoint(run_dir, step, model.state_dict(),
+                           {"state": {}, "param_groups": []}, meta, keep=1)
