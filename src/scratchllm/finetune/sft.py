@@ -3,10 +3,12 @@
 #   book/10_instruction_tuning.md: "Instruction tuning"
 
 """Supervised fine-tuning on the chapter 7 training loop: conversations
-as masked batches (padded or packed)."""
+as masked batches (padded or packed), full or LoRA, one process or many."""
 
 import copy
 import dataclasses
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,12 +16,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from scratchllm.finetune.chat import ChatExample, encode_chat
-from scratchllm.finetune.data import DatasetError
+from scratchllm.distributed.launch import free_port, launch_environment, stop
+from scratchllm.finetune.chat import (
+    ChatExample,
+    add_chat_tokens,
+    encode_chat,
+    resize_vocabulary,
+)
+from scratchllm.finetune.data import DatasetError, load_chat_jsonl
+from scratchllm.finetune.lora import add_lora, merge_lora
 from scratchllm.model.gpt import GPT
-from scratchllm.tokenizer.bpe import Tokenizer
+from scratchllm.tokenizer.bpe import Tokenizer, load_tokenizer
 from scratchllm.tokenizer.shards import read_split
-from scratchllm.train.checkpoint import save_checkpoint
+from scratchllm.train.checkpoint import load_model, save_checkpoint
 from scratchllm.train.config import TrainConfig, preset
 from scratchllm.train.loop import (
     TrainResult,
@@ -167,3 +176,70 @@ def save_model(model: GPT, run_dir: str | Path, step: int,
             "data": {"seed": config.seed, "position": step}}
     return save_checkpoint(run_dir, step, model.state_dict(),
                            {"state": {}, "param_groups": []}, meta, keep=1)
+
+
+def run_sft(config: TrainConfig, checkpoint: str | Path,
+            tokenizer_dir: str | Path, data: str | Path,
+            lora_rank: int = 0, lora_alpha: float = 16.0,
+            use_mask: bool = True, packing: bool = True,
+            accelerator: Any = None) -> TrainResult:
+    """Fine-tune the checkpoint on a chat JSONL file; with `lora_rank`,
+    train adapters in <run>/training and save the merged model in
+    <run>."""
+    model, _ = load_model(checkpoint)
+    tokenizer = add_chat_tokens(load_tokenizer(tokenizer_dir))
+    if tokenizer.vocab_size > model.config.vocab_size:
+        model = resize_vocabulary(model, tokenizer.vocab_size)
+    model = with_context(model, config.context_length)
+    examples = encode_records(tokenizer, load_chat_jsonl(data),
+                              config.context_length)
+    pad = tokenizer.special_tokens.get("<|pad|>", tokenizer.eot_id)
+    batches = ChatBatches(examples, config.batch_size, pad,
+                          config.context_length, config.seed, packing,
+                          use_mask)
+    if not lora_rank:
+        return finetune(config, model, batches, accelerator)
+    torch.manual_seed(config.seed)
+    add_lora(model, lora_rank, lora_alpha)
+    final_dir = config.run_path()
+    training = dataclasses.replace(
+        config, output_dir=str(final_dir / "training"))
+    result = finetune(training, model, batches, accelerator)
+    merged = merge_lora(result.model)
+    if accelerator is None or accelerator.is_main_process:
+        save_model(merged, final_dir, result.steps, config)
+    return dataclasses.replace(result, model=merged, run_dir=final_dir)
+
+
+def launch_sft(arguments: Sequence[str], processes: int,
+               config_file: str | Path, options: Sequence[str] = (),
+               timeout: float = 300) -> str:
+    """Run `scratchllm sft ARGUMENTS --accelerate` under `accelerate
+    launch [OPTIONS]` on `processes` CPU processes (GPUs if there are
+    any); return its output, or raise RuntimeError with it."""
+    command = [sys.executable, "-m", "accelerate.commands.launch",
+               "--config_file", str(config_file),
+               "--num_processes", str(processes),
+               "--main_process_port", str(free_port()), *options,
+               "--no_python", *sft_command(), *arguments, "--accelerate"]
+    cpu = not torch.cuda.is_available()
+    child = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+        env=launch_environment(processes, cpu, threads=1))
+    try:
+        output, _ = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        output = stop(child)
+        raise RuntimeError(f"sft did not finish in {timeout} s:\n"
+                           f"{output[-2000:]}") from None
+    if child.returncode != 0:
+        raise RuntimeError(f"sft on {processes} processes failed:\n"
+                           f"{output[-2000:]}")
+    return output
+
+
+def sft_command() -> list[str]:
+    """The `scratchllm sft` command of this Python environment."""
+    beside = Path(sys.executable).with_name("scratchllm")
+    return [str(beside) if beside.exists() else "scratchllm", "sft"]
