@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from scratchllm.cli import app
 from scratchllm.data.storyworld import StoryWorld
-from scratchllm.finetune.chat import encode_chat, end_of_turn_id
+from scratchllm.finetune.chat import end_of_turn_id
 from scratchllm.finetune.data import (
     HELDOUT_NAMES,
     HELDOUT_PLACES,
@@ -371,8 +371,7 @@ def test_transformers_chat_pipeline_on_the_export(artifacts, tokenizer,
                                                   tmp_path):
     transformers = pytest.importorskip("transformers")
     from scratchllm.finetune.chat import export_chat_hf
-    from scratchllm.finetune.evaluate import complete
-    from scratchllm.finetune.evaluate import chat_prompt
+    from scratchllm.finetune.evaluate import chat_prompt, complete
 
     model, _ = load_model(artifacts / "ci" / "checkpoints" / "pretrain")
     torch.manual_seed(1)

@@ -7,12 +7,11 @@ import json
 
 import pytest
 import torch
+from test_finetune import CHATS, TINY_MODEL, artifacts  # noqa: F401
 
 from scratchllm.distributed.configs import write_configs
 from scratchllm.finetune.sft import launch_sft, run_sft, sft_config
 from scratchllm.train.checkpoint import load_checkpoint
-
-from test_finetune import CHATS, TINY_MODEL, artifacts  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

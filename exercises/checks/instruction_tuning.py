@@ -4,7 +4,7 @@ the chat template)."""
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -28,7 +28,7 @@ def masked_targets(solution: Callable) -> None:
     print("✓ masked_targets is right")
 
 
-def LoRA(solution: Callable) -> None:  # noqa: N802 (the class's name)
+def LoRA(solution: Callable) -> None:
     """Exercise 10.2: frozen base, zero B, alpha / rank, merging."""
     torch.manual_seed(0)
     base = nn.Linear(6, 4, bias=False)
