@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from test_finetune import CHATS, TINY_MODEL, artifacts  # noqa: F401
+from test_finetune import artifacts  # noqa: F401 (a fixture)
 
 from scratchllm.distributed.configs import write_configs
 from scratchllm.finetune.sft import launch_sft, run_sft, sft_config
