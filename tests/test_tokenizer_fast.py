@@ -9,7 +9,6 @@ import pickle
 import re
 import warnings
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
