@@ -67,6 +67,9 @@ def gguf_vocabulary(tokenizer: Any, rows: int
     if tokenizer.pattern not in PRE_TOKENIZERS:
         raise ValueError("llama.cpp knows no pre-tokenizer with this "
                          "tokenizer's split pattern")
+    if tokenizer.vocab_size > rows:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} "
+                         f"tokens but the model only {rows} rows")
     to_char = bytes_to_unicode()
     special = {i: t for t, i in tokenizer.special_tokens.items()}
 
@@ -97,6 +100,7 @@ def write_gguf(model: GPT, tokenizer: Any, path: str | Path,
         raise ValueError(f"file_type must be f32 or q8_0, not "
                          f"{file_type!r}")
     config = model.config
+    vocabulary = gguf_vocabulary(tokenizer, config.vocab_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -115,7 +119,7 @@ def write_gguf(model: GPT, tokenizer: Any, path: str | Path,
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0
                          if file_type == "q8_0"
                          else gguf.LlamaFileType.ALL_F32)
-    add_tokenizer(writer, tokenizer, config.vocab_size, chat_template)
+    add_tokenizer(writer, tokenizer, vocabulary, chat_template)
     for name, tensor in model.state_dict().items():
         if name == "output.weight" and config.tie_embeddings:
             continue
@@ -128,10 +132,11 @@ def write_gguf(model: GPT, tokenizer: Any, path: str | Path,
     return path
 
 
-def add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Any, rows: int,
+def add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Any,
+                  vocabulary: tuple[list[str], list[int], list[str]],
                   chat_template: str | None) -> None:
     """The tokenizer.* keys: a GPT-2-style BPE llama.cpp can run."""
-    tokens, types, merges = gguf_vocabulary(tokenizer, rows)
+    tokens, types, merges = vocabulary
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(PRE_TOKENIZERS[tokenizer.pattern])
     writer.add_token_list(tokens)

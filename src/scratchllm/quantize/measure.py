@@ -27,7 +27,7 @@ def library_int8(model: nn.Module) -> nn.Module:
 
     quantized = copy.deepcopy(model).eval()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)   # deprecation
+        warnings.simplefilter("ignore")   # torch.ao's deprecation notes
         for block in quantized.blocks:
             quantize_dynamic(block, {nn.Linear}, dtype=torch.qint8,
                              inplace=True)

@@ -12,6 +12,8 @@ const send = document.getElementById("send");
 const problem = document.getElementById("error");
 const messages = [];
 let model = null;
+const query = new URLSearchParams(location.search);
+const maxTokens = Number(query.get("max_tokens")) || 64;
 fetch("/v1/models").then(r => r.json()).then(body => {
   model = body.data[0].id;
   document.getElementById("model").textContent = model;
@@ -27,7 +29,7 @@ async function ask(reply) {
   const response = await fetch("/v1/chat/completions", {
     method: "POST", headers: {"Content-Type": "application/json"},
     body: JSON.stringify({model, messages, stream: true,
-                          max_tokens: 64, temperature: 0.7})});
+                          max_tokens: maxTokens, temperature: 0.7})});
   if (!response.ok) throw new Error((await response.json()).error.message);
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
@@ -63,6 +65,7 @@ form.addEventListener("submit", async event => {
   } catch (error) {
     problem.textContent = "error: " + error.message;
     reply.remove();
+    messages.pop();
   } finally {
     send.disabled = false;
     input.focus();
