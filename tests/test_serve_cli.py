@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -105,6 +106,22 @@ def test_bad_input_is_one_clear_error_line(artifacts, tmp_path, arguments,
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert message in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_serve_on_a_busy_port_is_one_clear_error_line(artifacts) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runner.invoke(app, ["serve", checkpoint(artifacts),
+                                     "--port", str(port)])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == (
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use")
+    result = runner.invoke(app, ["serve", checkpoint(artifacts), "--host",
+                                 "no.such.host.invalid"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: cannot listen on no.such")
 
 
 def test_serve_bench_prints_latency_and_no_5xx(artifacts) -> None:

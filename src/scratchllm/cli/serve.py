@@ -62,6 +62,20 @@ def load(checkpoint: Path, tokenizer: Optional[Path], quantize: str = "none",
     return model, tok
 
 
+def check_address(host: str, port: int) -> None:
+    """Fail with one line unless host:port can be listened on (uvicorn
+    would log several lines and exit with status 3)."""
+    import socket
+
+    try:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        fail(f"cannot listen on {host}:{port}: "
+             f"{error.strerror or error}")
+
+
 # Short prompts for the load benchmark (the chapter's, too).
 LOAD_PROMPTS = ["Once upon a time", "The cat", "A little girl named",
                 "One day", "The sun was", "In the forest", "Tom and",
@@ -101,16 +115,14 @@ def register(app: typer.Typer) -> None:
 
         torch.set_num_threads(threads)
         model, tok = load(checkpoint, tokenizer, quantize)
+        check_address(host, port)
         name = model_name or checkpoint.resolve().name
         app = create_app(Engine(model, max_batch, max_waiting), tok, name,
                          Limits(max_body_bytes=max_body_bytes))
         typer.echo(f"serving {name!r} at http://{host}:{port}/ "
                    f"(API under /v1)")
-        try:
-            uvicorn.run(app, host=host, port=port, log_level="info",
-                        timeout_graceful_shutdown=5)
-        except OSError as error:
-            fail(f"cannot listen on {host}:{port}: {error}")
+        uvicorn.run(app, host=host, port=port, log_level="info",
+                    timeout_graceful_shutdown=5)
 
     @app.command("serve-bench")
     def serve_bench(

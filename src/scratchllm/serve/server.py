@@ -33,7 +33,8 @@ class BackgroundServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "BackgroundServer":
+    def start(self) -> "BackgroundServer":
+        """Start serving; return once the server accepts connections."""
         self.thread.start()
         deadline = time.monotonic() + 60
         while not self.server.started:
@@ -42,6 +43,13 @@ class BackgroundServer:
             time.sleep(0.05)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
+        """Shut down gracefully: requests in flight finish first."""
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+    def __enter__(self) -> "BackgroundServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
