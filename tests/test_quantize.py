@@ -13,15 +13,27 @@ from scratchllm.generate.decode import decode_tokens
 from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
-from scratchllm.quantize.gguf import (gguf_metadata, gguf_vocabulary,
-                                      llama_cpp_greedy, load_gguf,
-                                      rope_from_pairs, rope_to_pairs,
-                                      write_gguf)
-from scratchllm.quantize.int4 import (dequantize_int4, pack_int4,
-                                      quantize_int4, unpack_int4)
+from scratchllm.quantize.gguf import (
+    gguf_metadata,
+    gguf_vocabulary,
+    llama_cpp_greedy,
+    load_gguf,
+    rope_from_pairs,
+    rope_to_pairs,
+    write_gguf,
+)
+from scratchllm.quantize.int4 import (
+    dequantize_int4,
+    pack_int4,
+    quantize_int4,
+    unpack_int4,
+)
 from scratchllm.quantize.int8 import dequantize_int8, quantize_int8
-from scratchllm.quantize.linear import (QuantizedLinear, quantize_model,
-                                        stored_bytes)
+from scratchllm.quantize.linear import (
+    QuantizedLinear,
+    quantize_model,
+    stored_bytes,
+)
 from scratchllm.quantize.measure import library_int8, top1_agreement
 from scratchllm.tokenizer import GPT2_SPLIT_PATTERN, train_bpe
 

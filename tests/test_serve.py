@@ -272,18 +272,18 @@ BAD_REQUESTS = [
     ("/v1/completions", b'{"model": "gpt-4", "prompt": "Hi"}', 404,
      "does not exist"),
     ("/v1/completions", b'{"model": "tiny"}', 400, "prompt"),
-    ("/v1/completions", b'{"model": "tiny", "prompt": "Hi", '
-     b'"max_tokens": 0}', 400, "max_tokens"),
-    ("/v1/completions", b'{"model": "tiny", "prompt": "Hi", '
-     b'"max_tokens": -3}', 400, "max_tokens"),
-    ("/v1/completions", b'{"model": "tiny", "prompt": "Hi", '
-     b'"temperature": 9}', 400, "temperature"),
-    ("/v1/completions", b'{"model": "tiny", "prompt": "Hi", '
-     b'"top_p": 0}', 400, "top_p"),
+    ("/v1/completions", (b'{"model": "tiny", "prompt": "Hi", '
+     b'"max_tokens": 0}'), 400, "max_tokens"),
+    ("/v1/completions", (b'{"model": "tiny", "prompt": "Hi", '
+     b'"max_tokens": -3}'), 400, "max_tokens"),
+    ("/v1/completions", (b'{"model": "tiny", "prompt": "Hi", '
+     b'"temperature": 9}'), 400, "temperature"),
+    ("/v1/completions", (b'{"model": "tiny", "prompt": "Hi", '
+     b'"top_p": 0}'), 400, "top_p"),
     ("/v1/completions", b'{"model": "tiny", "prompt": "Hi", "n": 2}', 400,
      "n"),
-    ("/v1/completions", b'{"model": "tiny", "prompt": "Hi", '
-     b'"stop": ["a", "b", "c", "d", "e"]}', 400, "stop"),
+    ("/v1/completions", (b'{"model": "tiny", "prompt": "Hi", '
+     b'"stop": ["a", "b", "c", "d", "e"]}'), 400, "stop"),
     ("/v1/completions", b'{"model": "tiny", "prompt": "Hi", "stop": [""]}',
      400, "stop"),
     ("/v1/completions", b'{"model": "tiny", "prompt": ""}', 400, "empty"),
@@ -296,10 +296,10 @@ BAD_REQUESTS = [
     ("/v1/completions", b" " * 5000, 413, "bytes"),
     ("/v1/chat/completions", b'{"model": "tiny", "messages": []}', 400,
      "at least one"),
-    ("/v1/chat/completions", b'{"model": "tiny", "messages": '
-     b'[{"role": "wizard", "content": "x"}]}', 400, "role"),
-    ("/v1/chat/completions", b'{"model": "tiny", "messages": '
-     b'[{"role": "user"}]}', 400, "content"),
+    ("/v1/chat/completions", (b'{"model": "tiny", "messages": '
+     b'[{"role": "wizard", "content": "x"}]}'), 400, "role"),
+    ("/v1/chat/completions", (b'{"model": "tiny", "messages": '
+     b'[{"role": "user"}]}'), 400, "content"),
     ("/v1/nowhere", b"{}", 404, "Not Found"),
 ]
 

@@ -4,7 +4,7 @@ parsing, stop strings)."""
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import torch
-
 from wrong import says
 
 
