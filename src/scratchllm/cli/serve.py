@@ -132,6 +132,9 @@ def register(app: typer.Typer) -> None:
         requests: Annotated[int, typer.Option(min=1)] = 1000,
         concurrency: Annotated[int, typer.Option(min=1)] = 16,
         max_tokens: Annotated[int, typer.Option(min=1)] = 16,
+        baseline_requests: Annotated[Optional[int], typer.Option(
+            min=1, help="Requests for the one-at-a-time baseline "
+            "(default: as many).")] = None,
         quantize: Quantize = "none",
         as_json: Annotated[bool, typer.Option(
             "--json", help="Print the figures as JSON.")] = False,
@@ -146,7 +149,8 @@ def register(app: typer.Typer) -> None:
         torch.set_num_threads(threads)
         model, tok = load(checkpoint, tokenizer, quantize)
         results = compare_batching(model, tok, LOAD_PROMPTS, requests,
-                                   concurrency, max_tokens)
+                                   concurrency, max_tokens,
+                                   baseline_requests)
         if as_json:
             typer.echo(json.dumps(results, indent=2))
             return

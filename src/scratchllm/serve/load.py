@@ -83,21 +83,26 @@ def run_load(*args: object) -> LoadReport:
 
 
 def compare_batching(model: object, tokenizer: object, prompts: list[str],
-                     requests: int, concurrency: int,
-                     max_tokens: int) -> dict[str, dict[str, float]]:
-    """The load summary with and without batching, same requests."""
+                     requests: int, concurrency: int, max_tokens: int,
+                     baseline_requests: int | None = None
+                     ) -> dict[str, dict[str, float]]:
+    """The load summary with and without batching (the slow baseline
+    may send fewer requests: its rates are what we compare)."""
     from scratchllm.serve.api import create_app
     from scratchllm.serve.engine import Engine
     from scratchllm.serve.server import BackgroundServer
 
     results = {}
-    for name, batch in (("one at a time", 1), ("batched", concurrency)):
+    for name, batch, count in (
+            ("one at a time", 1, min(requests, baseline_requests
+                                     or requests)),
+            ("batched", concurrency, requests)):
         engine = Engine(model, max_batch=batch,
                         max_waiting=max(64, 2 * concurrency))
         app = create_app(engine, tokenizer, "scratchllm")
         with BackgroundServer(app) as server:
             report = run_load(server.url + "/v1", "scratchllm", prompts,
-                              requests, concurrency, max_tokens)
+                              count, concurrency, max_tokens)
         results[name] = {**report.summary(),
                          "mean_batch": engine.mean_batch}
     return results
