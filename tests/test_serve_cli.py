@@ -68,8 +68,16 @@ def test_export_gguf_and_hf(artifacts, tmp_path) -> None:
     result = runner.invoke(app, ["export", checkpoint(artifacts),  # chat
                                  str(tmp_path / "hf"), "--format", "hf"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "hf" / "model.safetensors").is_file()
-    assert (tmp_path / "hf" / "tokenizer.json").is_file()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from scratchllm.train.checkpoint import load_model
+
+    ours, _ = load_model(checkpoint(artifacts))
+    theirs = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    ids = AutoTokenizer.from_pretrained(tmp_path / "hf")(
+        "The cat met a dog", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.allclose(theirs(ids).logits, ours(ids), atol=1e-4)
 
 
 def test_quantize_prints_the_table(artifacts) -> None:
