@@ -369,3 +369,26 @@ def test_shutdown_waits_for_the_request_in_flight(model, tokenizer) -> None:
     asker.join(timeout=30)
     assert answers and answers[0].usage.completion_tokens >= 1
     assert not engine.thread.is_alive()
+
+
+def test_a_client_that_goes_away_frees_its_row(model, tokenizer) -> None:
+    """Closing a stream early cancels the job: the engine drops its row
+    instead of decoding all max_tokens for nobody."""
+    engine = Engine(model)
+    step = engine.batch.step
+    engine.batch.step = lambda: (time.sleep(0.05), step())   # 60 steps: 3 s
+    app = create_app(engine, tokenizer, NAME)
+    with BackgroundServer(app) as running:
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key="x",
+                               max_retries=0)
+        stream = client.completions.create(
+            model=NAME, prompt="Hi", max_tokens=60, temperature=0,
+            stream=True, stop=None)
+        next(iter(stream))
+        job = engine.batch.jobs[0]
+        stream.close()
+        deadline = time.monotonic() + 30
+        while engine.batch.jobs and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not engine.batch.jobs
+    assert job.cancelled and len(job.generated) < 60
