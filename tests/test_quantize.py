@@ -225,9 +225,13 @@ def test_llama_cpp_greedy_tokens_equal_ours(model, tmp_path, kind,
     ours = list(decode_tokens(model, prompt, greedy))
     assert llama_cpp_greedy(path, prompt, 20) == ours
     llm = Llama(model_path=str(path), n_ctx=64, verbose=False)
-    for text in ["Once upon a time, the cat.", "a  b\n\nc 123 dog's"]:
-        assert llm.tokenize(text.encode(), add_bos=False,
-                            special=True) == tokenizer.encode(text)
+    try:
+        for text in ["Once upon a time, the cat.", "a  b\n\nc 123 dog's",
+                     "<|endoftext|>The dog<|im_end|>\n"]:
+            assert llm.tokenize(text.encode(), add_bos=False,
+                                special=True) == tokenizer.encode(text)
+    finally:
+        llm.close()
 
 
 # GPTQ ----------------------------------------------------------------------

@@ -214,11 +214,14 @@ def llama_cpp_greedy(path: str | Path, prompt_ids: list[int],
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(path), n_ctx=len(prompt_ids) + new_tokens,
-                n_threads=1, logits_all=False, verbose=False)
-    llm.eval(list(prompt_ids))
-    chosen: list[int] = []
-    for _ in range(new_tokens):
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        chosen.append(token)
-        llm.eval([token])
-    return chosen
+                n_threads=1, logits_all=True, verbose=False)
+    try:
+        llm.eval(list(prompt_ids))
+        chosen: list[int] = []
+        for _ in range(new_tokens):
+            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            chosen.append(token)
+            llm.eval([token])
+        return chosen
+    finally:
+        llm.close()
