@@ -86,7 +86,7 @@ def test_quantize_prints_the_table(artifacts) -> None:
                                  "4"])
     assert result.exit_code == 0, result.output
     for name in ("float32", "int8", "int4 g32", "int4 g128",
-                 "torch.ao int8"):
+                 "int4 g64 GPTQ", "torch.ao int8"):
         assert name in result.output
 
 

@@ -179,12 +179,14 @@ def register(app: typer.Typer) -> None:
         new_tokens: Annotated[int, typer.Option(min=1)] = 32,
         threads: Threads = 1,
     ) -> None:
-        """Quantize to int8 and int4 (groups 32/64/128) and compare size,
-        bits per byte and speed with float32 and torch.ao's int8."""
+        """Quantize to int8, int4 (groups 32/64/128) and GPTQ int4, and
+        compare size, bits per byte and speed with float32 and torch.ao's
+        int8."""
         import numpy as np
         import torch
 
         from scratchllm.eval.intrinsic import token_byte_lengths
+        from scratchllm.quantize.gptq import gptq_model
         from scratchllm.quantize.linear import quantize_model
         from scratchllm.quantize.measure import library_int8, measure
         from scratchllm.tokenizer.shards import read_split
@@ -196,9 +198,14 @@ def register(app: typer.Typer) -> None:
         try:
             ids = np.concatenate([np.asarray(s)
                                   for s in read_split(shards, "val")])
-        except (OSError, ValueError) as error:
+            train = np.asarray(read_split(shards, "train")[0])
+        except (OSError, ValueError, IndexError) as error:
             fail(f"cannot read validation tokens from {shards}: {error}")
         ids = ids[:val_tokens + 1].astype(np.int64)
+        window = model.config.context_length
+        calibration = torch.from_numpy(
+            train[:16 * window].astype(np.int64))
+        calibration = calibration[:len(calibration) // window * window]
         lengths = token_byte_lengths(tok)
         lengths = np.pad(lengths, (0, model.config.vocab_size - len(lengths)))
         prompt = tok.encode("Once upon a time")
@@ -207,6 +214,9 @@ def register(app: typer.Typer) -> None:
         variants = {"float32": model, "int8": quantize_model(model, 8)}
         for group in (32, 64, 128):
             variants[f"int4 g{group}"] = quantize_model(model, 4, group)
+        if len(calibration):
+            variants["int4 g64 GPTQ"] = gptq_model(
+                model, calibration.view(-1, window), 64)
         variants["torch.ao int8"] = library_int8(model)
         typer.echo(f"{'variant':>14} {'bytes':>10} {'bits/byte':>10} "
                    f"{'top-1 agree':>11} {'tok/s':>8}")
