@@ -36,15 +36,15 @@ def library_int8(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def top1_agreement(reference: nn.Module, candidate: nn.Module,
-                   ids: np.ndarray) -> float:
+                   ids: np.ndarray, batch_size: int = 8) -> float:
     """How often the two models' most likely next tokens agree over the
     windows of ids."""
     window = reference.config.context_length
     usable = len(ids) // window * window
     tokens = torch.from_numpy(ids[:usable].astype(np.int64))
-    tokens = tokens.view(-1, window)
-    same = reference(tokens).argmax(-1) == candidate(tokens).argmax(-1)
-    return same.float().mean().item()
+    agree = [reference(rows).argmax(-1) == candidate(rows).argmax(-1)
+             for rows in tokens.view(-1, window).split(batch_size)]
+    return torch.cat(agree).float().mean().item()
 
 
 def decode_speed(model: nn.Module, prompt_ids: list[int],
