@@ -8,11 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from scratchllm.cli.errors import fail
 
-def fail(message: str) -> None:
-    """Print an error a reader can act on, and exit non-zero."""
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,363 @@
+"""Every command, every kind of bad input: one line ``error: ...`` on
+stderr, a non-zero exit, no traceback, and nothing written that looks
+valid (issue 15, "Clear errors, never a traceback").
+
+The corpus is a table, :data:`CASES`: a command line in which
+``{placeholders}`` name prepared inputs (:data:`PLACEHOLDERS`). To cover a
+new command, add rows; to cover a new kind of bad input, add a maker to
+:func:`make_inputs` and rows that use it. Every file the command might
+have touched lives under the test's own folder, and that folder must be
+unchanged afterwards (an ``--out`` folder absent, an existing file as
+``--out`` untouched).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from scratchllm.cli import app
+from scratchllm.cli.errors import DEBUG_VARIABLE
+
+TEXT = "The little fox ran to the river. The owl said hello to the fox.\n"
+BINARY = bytes(range(256)) * 4  # not UTF-8: 0x80 cannot start a character
+
+
+def runner() -> CliRunner:
+    """A runner that keeps stderr apart from stdout."""
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:  # Click >= 8.2 always keeps them apart
+        return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> dict[str, Path]:
+    """Valid artifacts, made once: a tokenizer, a prepared dataset, a
+    checkpoint."""
+    from scratchllm.model.config import ModelConfig
+    from scratchllm.model.gpt import GPT
+    from scratchllm.tokenizer.train import train_bpe
+    from scratchllm.train.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("good")
+    tokenizer = train_bpe([TEXT * 20], 270)
+    tokenizer.save(root / "tok")
+    result = CliRunner().invoke(app, [
+        "data", "prepare", "storyworld", "--documents", "40",
+        "--profile", "ci", "--out", str(root / "data")])
+    assert result.exit_code == 0, result.output
+    config = ModelConfig.preset("ci", vocab_size=tokenizer.vocab_size)
+    model = GPT(config)
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(root / "ckpt", 1, model.state_dict(),
+                    optimizer.state_dict(),
+                    {"model_config": config.to_dict()})
+    return {"tok": root / "tok", "data": root / "data",
+            "ckpt": root / "ckpt"}
+
+
+def make_inputs(folder: Path, good: dict[str, Path]) -> dict[str, Path]:
+    """Every bad input (and a few good ones) under ``folder``."""
+    paths: dict[str, Path] = dict(good)
+
+    def file(name: str, content: bytes | str) -> Path:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = content.encode() if isinstance(content, str) else content
+        path.write_bytes(data)
+        return path
+
+    def tokenizer(name: str, bpe: bytes | str | None) -> Path:
+        copy = folder / name
+        shutil.copytree(good["tok"], copy)
+        (copy / "bpe.json").unlink()
+        if bpe is None:
+            (copy / "bpe.json").mkdir()
+        else:
+            file(f"{name}/bpe.json", bpe)
+        return copy
+
+    def dataset(name: str, split: bytes | str | None,
+                manifest: str | None = None) -> Path:
+        copy = folder / name
+        shutil.copytree(good["data"], copy)
+        if split is not None:
+            file(f"{name}/train.jsonl", split)
+        if manifest is not None:
+            file(f"{name}/manifest.json", manifest)
+        return copy
+
+    def checkpoint(name: str, damage: str) -> Path:
+        copy = folder / name
+        shutil.copytree(good["ckpt"], copy)
+        step = next(p for p in copy.iterdir() if p.is_dir())
+        target = step / damage
+        target.write_bytes(target.read_bytes()[:100])
+        return copy
+
+    paths.update(
+        empty=file("empty.txt", b""),
+        binary=file("binary.txt", BINARY),
+        text=file("text.txt", TEXT),
+        json_trunc=file("trunc.json", '{"format": "scratch'),
+        jsonl_bad=file("bad.jsonl", '{"text": "ok"}\n{"text": \n'),
+        jsonl_binary=file("binary.jsonl", BINARY),
+        dir=folder / "a_dir",
+        out=folder / "out",
+        out_file=file("out_file", "keep me\n"),
+        tok_list=tokenizer("tok_list", "[]"),
+        tok_nomerges=tokenizer(
+            "tok_nomerges", json.dumps({"format": "scratchllm-bpe",
+                                        "version": 1})),
+        tok_trunc=tokenizer("tok_trunc", '{"format": "scratch'),
+        tok_binary=tokenizer("tok_binary", BINARY),
+        tok_dir=tokenizer("tok_dir", None),
+        data_split_dir=dataset("data_split_dir", None),
+        data_bad_jsonl=dataset("data_bad_jsonl",
+                               '{"text": "ok"}\n{"text": \n'),
+        data_split_trunc=dataset("data_split_trunc", None),
+        data_manifest_trunc=dataset("data_manifest_trunc", None,
+                                    '{"dataset": "story'),
+        data_manifest_list=dataset("data_manifest_list", None, "[]"),
+        ckpt_weights=checkpoint("ckpt_weights", "model.safetensors"),
+        ckpt_meta=checkpoint("ckpt_meta", "checkpoint.json"),
+        config_inf=file("inf.yaml", "lr: .inf\n"),
+        config_nan=file("nan.yaml", "weight_decay: .nan\n"),
+        config_micro=file("micro.yaml", "micro_batch_size: -2\n"),
+        config_keep=file("keep.yaml", "keep_checkpoints: 0\n"),
+        config_binary=file("binary.yaml", BINARY),
+        config_list=file("list.yaml", "- 1\n- 2\n"),
+    )
+    paths["dir"].mkdir()
+    split = paths["data_split_dir"] / "train.jsonl"
+    split.unlink()
+    split.mkdir()
+    lines = (paths["data_split_trunc"] / "train.jsonl").read_bytes()
+    (paths["data_split_trunc"] / "train.jsonl").write_bytes(
+        lines[:len(lines) // 2])
+    return paths
+
+
+#: (command line, why it is bad). Placeholders: see make_inputs.
+CASES: list[tuple[str, str]] = [
+    # tokenizer (chapter 3)
+    ("tokenizer train {binary} --out {out} --vocab-size 260", "binary"),
+    ("tokenizer train {jsonl_binary} --out {out} --vocab-size 260",
+     "binary jsonl"),
+    ("tokenizer train {jsonl_bad} --out {out} --vocab-size 260",
+     "bad jsonl"),
+    ("tokenizer train {empty} --out {out} --vocab-size 260", "empty"),
+    ("tokenizer train {dir} --out {out} --vocab-size 260", "dir as file"),
+    ("tokenizer train {text} --out {out_file} --vocab-size 260",
+     "file as --out"),
+    ("tokenizer train {text} --out {out} --vocab-size -5", "range"),
+    ("tokenizer encode {tok} --file {binary}", "binary --file"),
+    ("tokenizer encode {tok} --file {dir}", "dir as --file"),
+    ("tokenizer encode {tok} hello --file {text}", "TEXT and --file"),
+    ("tokenizer encode {tok_list} hello", "bpe.json is []"),
+    ("tokenizer encode {tok_nomerges} hello", "bpe.json lacks merges"),
+    ("tokenizer encode {tok_trunc} hello", "truncated bpe.json"),
+    ("tokenizer encode {tok_binary} hello", "binary bpe.json"),
+    ("tokenizer encode {tok_dir} hello", "bpe.json is a folder"),
+    ("tokenizer encode {text} hello", "file as tokenizer folder"),
+    ("tokenizer decode {tok} 99999", "id out of range"),
+    ("tokenizer decode {tok_trunc} 1", "truncated bpe.json"),
+    ("tokenizer export {tok_list} --out {out}", "bpe.json is []"),
+    ("tokenizer export {tok} --out {out_file}", "file as --out"),
+    ("tokenizer shard {tok} {data_split_dir} --out {out}",
+     "train.jsonl is a folder"),
+    ("tokenizer shard {tok} {data_bad_jsonl} --out {out}", "bad jsonl"),
+    ("tokenizer shard {tok} {text} --out {out}", "file as data folder"),
+    ("tokenizer shard {tok} {data} --out {out_file}", "file as --out"),
+    ("tokenizer shard {tok} {data} --out {out} --shard-tokens 0", "range"),
+    ("tokenizer shard {tok} {data} --out {out} --workers 0", "range"),
+    ("tokenizer shard {tok} {data} --out {out} --workers -1", "range"),
+    ("tokenizer shard {tok_trunc} {data} --out {out}", "bad tokenizer"),
+    ("data tokenize {tok} {data_bad_jsonl} --out {out}", "bad jsonl"),
+    ("tokenizer bench --text {binary}", "binary"),
+    ("tokenizer bench --text {empty}", "empty"),
+    # data (chapter 2)
+    ("data prepare local --path {empty} --license MIT --out {out}",
+     "empty"),
+    ("data prepare local --path {binary} --license MIT --out {out}",
+     "binary"),
+    ("data prepare local --path {dir} --license MIT --out {out}",
+     "dir as file"),
+    ("data prepare shakespeare --path {empty} --out {out}", "empty"),
+    ("data prepare shakespeare --path {binary} --out {out}", "binary"),
+    ("data prepare storyworld --documents 30 --out {out_file}",
+     "file as --out"),
+    ("data prepare storyworld --documents -5 --out {out}", "range"),
+    ("data prepare storyworld --documents 0 --out {out}", "range"),
+    ("data prepare storyworld --documents 30 --val-fraction 0 "
+     "--out {out}", "range"),
+    ("data prepare storyworld --documents 30 --val-fraction -0.1 "
+     "--out {out}", "range"),
+    ("data prepare storyworld --documents 30 --val-fraction nan "
+     "--out {out}", "range"),
+    ("data prepare storyworld --documents 30 --val-fraction 1.5 "
+     "--out {out}", "range"),
+    ("data prepare storyworld --documents 30 --workers 0 --out {out}",
+     "range"),
+    ("data audit {data_manifest_trunc}", "truncated manifest"),
+    ("data audit {data_manifest_list}", "manifest is []"),
+    ("data audit {data_split_trunc}", "truncated split"),
+    ("data audit {data_split_dir}", "split is a folder"),
+    ("data audit {text}", "file as folder"),
+    ("data audit {dir}", "empty folder"),
+    ("data sample {data} -n -1", "range"),
+    ("data sample {data_split_trunc} --split train", "truncated split"),
+    ("data sample {data_split_dir} --split train", "split is a folder"),
+    ("data sample {data} --split test", "unknown split"),
+    # model (chapters 4-6)
+    ("model export {ckpt_weights} --out {out} --no-check",
+     "damaged weights"),
+    ("model export {ckpt_meta} --out {out} --no-check",
+     "damaged checkpoint.json"),
+    ("model export {text} --out {out} --no-check", "file as folder"),
+    ("model export {ckpt} --out {out_file} --no-check", "file as --out"),
+    ("model export {ckpt} --out {out} --tokenizer {tok_list} --no-check",
+     "bad tokenizer"),
+    ("model info --preset ci --batch-size 0", "range"),
+    ("model bench-attention --lengths 0", "range"),
+    ("model bench-attention --repeats 0", "range"),
+    # training (chapter 7)
+    ("pretrain --config {config_inf} --artifacts-root {out}", "lr inf"),
+    ("pretrain --config {config_nan} --artifacts-root {out}", "wd nan"),
+    ("pretrain --config {config_micro} --artifacts-root {out}",
+     "micro batch -2"),
+    ("pretrain --config {config_keep} --artifacts-root {out}",
+     "keep_checkpoints 0"),
+    ("pretrain --config {config_binary} --artifacts-root {out}",
+     "binary config"),
+    ("pretrain --config {config_list} --artifacts-root {out}",
+     "config is a list"),
+    ("pretrain --config {json_trunc} --artifacts-root {out}",
+     "not yaml/toml"),
+    ("pretrain --profile ci --artifacts-root {out}", "no shards"),
+    ("pretrain --profile ci --max-steps 0 --artifacts-root {out}",
+     "range"),
+    ("estimate --params 124M --flops 1e20", "conflicting options"),
+    ("estimate --params -5", "range"),
+    ("estimate --params 124M --mfu nan", "range"),
+    ("estimate --params 124M --devices 0", "range"),
+    ("bench-train --steps 0 --model ci", "range"),
+    # generation and evaluation (chapter 9)
+    ("generate hi --checkpoint {ckpt} --tokenizer {tok} --temperature nan",
+     "nan temperature"),
+    ("generate hi --checkpoint {ckpt} --tokenizer {tok} "
+     "--repetition-penalty nan", "nan penalty"),
+    ("generate hi --checkpoint {ckpt} --tokenizer {tok} --threads 0",
+     "range"),
+    ("generate hi -i --checkpoint {ckpt} --tokenizer {tok}",
+     "PROMPT and -i"),
+    ("generate hi --checkpoint {ckpt_weights} --tokenizer {tok}",
+     "damaged checkpoint"),
+    ("generate hi --checkpoint {ckpt} --tokenizer {tok_list}",
+     "bad tokenizer"),
+    ("eval --artifacts-root {out} --profile ci", "no checkpoint"),
+    ("eval --artifacts-root {dir} --questions {binary} --profile ci",
+     "binary questions"),
+    ("generate-bench --checkpoint {ckpt_weights} --no-hf",
+     "damaged checkpoint"),
+    ("generate-bench --checkpoint {text} --no-hf", "file as checkpoint"),
+    ("generate-bench --threads 0 --preset ci --no-hf", "range"),
+    # distributed (chapter 8)
+    ("distributed configs {out_file}", "file as folder"),
+    ("distributed memory --devices 0", "range"),
+    ("distributed pretrain --profile ci --set "
+     "artifacts_root=\"{out}\"", "no shards"),
+    ("distributed pretrain --config {config_inf}", "lr inf"),
+    ("distributed pretrain --processes 0", "range"),
+    ("distributed bench --processes 2 --profile ci --set "
+     "artifacts_root=\"{out}\" --out {out}/bench", "no shards"),
+    # book
+    ("book execute --profile nope", "unknown profile"),
+    ("book new 03_tokenization Again", "chapter exists"),
+]
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``folder`` with its size and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_size,
+                                         p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize(("line", "why"), CASES,
+                         ids=[f"{c[0].split('{')[0].strip()}: {c[1]}"
+                              for c in CASES])
+def test_bad_input_gets_one_clean_line(line: str, why: str, good,
+                                       tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(DEBUG_VARIABLE, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    paths = make_inputs(tmp_path, good)
+    argv = [part.format(**{k: str(v) for k, v in paths.items()})
+            for part in line.split()]
+    before, shared = snapshot(tmp_path), snapshot(good["tok"].parent)
+    result = runner().invoke(app, argv)
+    assert result.exception is None or isinstance(
+        result.exception, SystemExit), (
+        f"{why}: raised {result.exception!r}\n{result.output}")
+    assert result.exit_code != 0, f"{why}: exit 0\n{result.output}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), (
+        f"{why}: stderr {result.stderr!r}")
+    assert "Traceback" not in result.output
+    assert snapshot(tmp_path) == before, f"{why}: wrote into {tmp_path}"
+    assert snapshot(good["tok"].parent) == shared
+
+
+def test_debug_variable_shows_the_traceback(good, tmp_path: Path,
+                                            monkeypatch) -> None:
+    """``SCRATCHLLM_DEBUG=1`` lets an expected error through unchanged."""
+    monkeypatch.setenv(DEBUG_VARIABLE, "1")
+    paths = make_inputs(tmp_path, good)
+    result = runner().invoke(app, ["tokenizer", "encode",
+                                   str(paths["tok_trunc"]), "hi"])
+    assert isinstance(result.exception, ValueError)
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch) -> None:
+    """Only expected error kinds are turned into one line."""
+    import scratchllm.model.config as config
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.delenv(DEBUG_VARIABLE, raising=False)
+    monkeypatch.setattr(config.ModelConfig, "preset", broken)
+    result = runner().invoke(app, ["model", "info", "--preset", "ci"])
+    assert isinstance(result.exception, ZeroDivisionError)
+
+
+def test_cases_cover_every_command() -> None:
+    """A command without a row in the corpus fails this test."""
+    import typer.main
+
+    def leaves(command, path):
+        children = getattr(command, "commands", None)
+        if not children:
+            yield " ".join(path)
+            return
+        for name, child in children.items():
+            yield from leaves(child, [*path, name])
+
+    covered = {" ".join(w for w in line.split() if not w.startswith("{")
+                        and not w.startswith("-")).split(" ")[0]
+               for line, _ in CASES}
+    covered |= {" ".join(line.split()[:2]) for line, _ in CASES}
+    exempt = {"distributed worker", "distributed build-ops", "book tangle",
+              "book lint", "book html", "book pdf", "book check-pdf",
+              "book all", "data bench"}
+    missing = [c for c in leaves(typer.main.get_command(app), [])
+               if c not in covered and c not in exempt]
+    assert not missing, f"add rows to CASES for {missing}"
+    assert os.environ.get(DEBUG_VARIABLE) in (None, "", "0")
