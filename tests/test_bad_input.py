@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -145,142 +146,157 @@ def make_inputs(folder: Path, good: dict[str, Path]) -> dict[str, Path]:
     return paths
 
 
-#: (command line, why it is bad). Placeholders: see make_inputs.
-CASES: list[tuple[str, str]] = [
+def case(line: str, why: str, expect: str = "", xfail: str = ""):
+    """One row: a command line, why its input is bad, a fragment the
+    error must contain (when the line could fail for another reason),
+    and, for a known gap, the issue that closes it."""
+    marks = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
+    name = f"{line.split('{')[0].strip()}: {why}"
+    return pytest.param(line, why, expect, marks=marks, id=name)
+
+
+#: write_shards creates --out before it reads the data; issue 15 item 1
+#: (atomic artifacts, branch h-hard2a) fixes it: then drop these xfails.
+SHARDS_NOT_ATOMIC = "write_shards leaves an empty --out (issue 15 item 1)"
+
+#: The corpus. Placeholders: see make_inputs.
+CASES = [
     # tokenizer (chapter 3)
-    ("tokenizer train {binary} --out {out} --vocab-size 260", "binary"),
-    ("tokenizer train {jsonl_binary} --out {out} --vocab-size 260",
-     "binary jsonl"),
-    ("tokenizer train {jsonl_bad} --out {out} --vocab-size 260",
-     "bad jsonl"),
-    ("tokenizer train {empty} --out {out} --vocab-size 260", "empty"),
-    ("tokenizer train {dir} --out {out} --vocab-size 260", "dir as file"),
-    ("tokenizer train {text} --out {out_file} --vocab-size 260",
-     "file as --out"),
-    ("tokenizer train {text} --out {out} --vocab-size -5", "range"),
-    ("tokenizer encode {tok} --file {binary}", "binary --file"),
-    ("tokenizer encode {tok} --file {dir}", "dir as --file"),
-    ("tokenizer encode {tok} hello --file {text}", "TEXT and --file"),
-    ("tokenizer encode {tok_list} hello", "bpe.json is []"),
-    ("tokenizer encode {tok_nomerges} hello", "bpe.json lacks merges"),
-    ("tokenizer encode {tok_trunc} hello", "truncated bpe.json"),
-    ("tokenizer encode {tok_binary} hello", "binary bpe.json"),
-    ("tokenizer encode {tok_dir} hello", "bpe.json is a folder"),
-    ("tokenizer encode {text} hello", "file as tokenizer folder"),
-    ("tokenizer decode {tok} 99999", "id out of range"),
-    ("tokenizer decode {tok_trunc} 1", "truncated bpe.json"),
-    ("tokenizer export {tok_list} --out {out}", "bpe.json is []"),
-    ("tokenizer export {tok} --out {out_file}", "file as --out"),
-    ("tokenizer shard {tok} {data_split_dir} --out {out}",
-     "train.jsonl is a folder"),
-    ("tokenizer shard {tok} {data_bad_jsonl} --out {out}", "bad jsonl"),
-    ("tokenizer shard {tok} {text} --out {out}", "file as data folder"),
-    ("tokenizer shard {tok} {data} --out {out_file}", "file as --out"),
-    ("tokenizer shard {tok} {data} --out {out} --shard-tokens 0", "range"),
-    ("tokenizer shard {tok} {data} --out {out} --workers 0", "range"),
-    ("tokenizer shard {tok} {data} --out {out} --workers -1", "range"),
-    ("tokenizer shard {tok_trunc} {data} --out {out}", "bad tokenizer"),
-    ("data tokenize {tok} {data_bad_jsonl} --out {out}", "bad jsonl"),
-    ("tokenizer bench --text {binary}", "binary"),
-    ("tokenizer bench --text {empty}", "empty"),
+    case("tokenizer train {binary} --out {out} --vocab-size 260", "binary", "not UTF-8"),
+    case("tokenizer train {jsonl_binary} --out {out} --vocab-size 260",
+         "binary jsonl", "not UTF-8"),
+    case("tokenizer train {jsonl_bad} --out {out} --vocab-size 260",
+         "bad jsonl", "bad.jsonl:2"),
+    case("tokenizer train {empty} --out {out} --vocab-size 260", "empty", "no text"),
+    case("tokenizer train {dir} --out {out} --vocab-size 260", "dir as file"),
+    case("tokenizer train {text} --out {out_file} --vocab-size 260",
+         "file as --out"),
+    case("tokenizer train {text} --out {out} --vocab-size -5", "range"),
+    case("tokenizer encode {tok} --file {binary}", "binary --file", "not UTF-8"),
+    case("tokenizer encode {tok} --file {dir}", "dir as --file"),
+    case("tokenizer encode {tok} hello --file {text}", "TEXT and --file", "not both"),
+    case("tokenizer encode {tok_list} hello", "bpe.json is []", "bpe.json"),
+    case("tokenizer encode {tok_nomerges} hello", "bpe.json lacks merges", "bpe.json"),
+    case("tokenizer encode {tok_trunc} hello", "truncated bpe.json", "bpe.json"),
+    case("tokenizer encode {tok_binary} hello", "binary bpe.json", "bpe.json"),
+    case("tokenizer encode {tok_dir} hello", "bpe.json is a folder", "bpe.json"),
+    case("tokenizer encode {text} hello", "file as tokenizer folder"),
+    case("tokenizer decode {tok} 99999", "id out of range"),
+    case("tokenizer decode {tok_trunc} 1", "truncated bpe.json"),
+    case("tokenizer export {tok_list} --out {out}", "bpe.json is []"),
+    case("tokenizer export {tok} --out {out_file}", "file as --out"),
+    case("tokenizer shard {tok} {data_split_dir} --out {out}",
+         "train.jsonl is a folder"),
+    case("tokenizer shard {tok} {data_bad_jsonl} --out {out}", "bad jsonl",
+         "train.jsonl:2", xfail=SHARDS_NOT_ATOMIC),
+    case("tokenizer shard {tok} {text} --out {out}", "file as data folder"),
+    case("tokenizer shard {tok} {data} --out {out_file}", "file as --out"),
+    case("tokenizer shard {tok} {data} --out {out} --shard-tokens 0", "range"),
+    case("tokenizer shard {tok} {data} --out {out} --workers 0", "range"),
+    case("tokenizer shard {tok} {data} --out {out} --workers -1", "range"),
+    case("tokenizer shard {tok_trunc} {data} --out {out}", "bad tokenizer"),
+    case("data tokenize {tok} {data_bad_jsonl} --out {out}", "bad jsonl",
+         "train.jsonl:2", xfail=SHARDS_NOT_ATOMIC),
+    case("tokenizer bench --text {binary}", "binary"),
+    case("tokenizer bench --text {empty}", "empty"),
     # data (chapter 2)
-    ("data prepare local --path {empty} --license MIT --out {out}",
-     "empty"),
-    ("data prepare local --path {binary} --license MIT --out {out}",
-     "binary"),
-    ("data prepare local --path {dir} --license MIT --out {out}",
-     "dir as file"),
-    ("data prepare shakespeare --path {empty} --out {out}", "empty"),
-    ("data prepare shakespeare --path {binary} --out {out}", "binary"),
-    ("data prepare storyworld --documents 30 --out {out_file}",
-     "file as --out"),
-    ("data prepare storyworld --documents -5 --out {out}", "range"),
-    ("data prepare storyworld --documents 0 --out {out}", "range"),
-    ("data prepare storyworld --documents 30 --val-fraction 0 "
-     "--out {out}", "range"),
-    ("data prepare storyworld --documents 30 --val-fraction -0.1 "
-     "--out {out}", "range"),
-    ("data prepare storyworld --documents 30 --val-fraction nan "
-     "--out {out}", "range"),
-    ("data prepare storyworld --documents 30 --val-fraction 1.5 "
-     "--out {out}", "range"),
-    ("data prepare storyworld --documents 30 --workers 0 --out {out}",
-     "range"),
-    ("data audit {data_manifest_trunc}", "truncated manifest"),
-    ("data audit {data_manifest_list}", "manifest is []"),
-    ("data audit {data_split_trunc}", "truncated split"),
-    ("data audit {data_split_dir}", "split is a folder"),
-    ("data audit {text}", "file as folder"),
-    ("data audit {dir}", "empty folder"),
-    ("data sample {data} -n -1", "range"),
-    ("data sample {data_split_trunc} --split train", "truncated split"),
-    ("data sample {data_split_dir} --split train", "split is a folder"),
-    ("data sample {data} --split test", "unknown split"),
+    case("data prepare local --path {empty} --license MIT --out {out}",
+         "empty"),
+    case("data prepare local --path {binary} --license MIT --out {out}",
+         "binary"),
+    case("data prepare local --path {dir} --license MIT --out {out}",
+         "dir as file"),
+    case("data prepare shakespeare --path {empty} --out {out}", "empty"),
+    case("data prepare shakespeare --path {binary} --out {out}", "binary"),
+    case("data prepare storyworld --documents 30 --out {out_file}",
+         "file as --out"),
+    case("data prepare storyworld --documents -5 --out {out}", "range"),
+    case("data prepare storyworld --documents 0 --out {out}", "range"),
+    case("data prepare storyworld --documents 30 --val-fraction 0 "
+         "--out {out}", "range"),
+    case("data prepare storyworld --documents 30 --val-fraction -0.1 "
+         "--out {out}", "range"),
+    case("data prepare storyworld --documents 30 --val-fraction nan "
+         "--out {out}", "range"),
+    case("data prepare storyworld --documents 30 --val-fraction 1.5 "
+         "--out {out}", "range"),
+    case("data prepare storyworld --documents 30 --workers 0 --out {out}",
+         "range"),
+    case("data audit {data_manifest_trunc}", "truncated manifest", "1 problem"),
+    case("data audit {data_manifest_list}", "manifest is []"),
+    case("data audit {data_split_trunc}", "truncated split", "problem"),
+    case("data audit {data_split_dir}", "split is a folder"),
+    case("data audit {text}", "file as folder"),
+    case("data audit {dir}", "empty folder"),
+    case("data sample {data} -n -1", "range"),
+    case("data sample {data_split_trunc} --split train", "truncated split", "damaged or truncated"),
+    case("data sample {data_split_dir} --split train", "split is a folder"),
+    case("data sample {data} --split test", "unknown split"),
     # model (chapters 4-6)
-    ("model export {ckpt_weights} --out {out} --no-check",
-     "damaged weights"),
-    ("model export {ckpt_meta} --out {out} --no-check",
-     "damaged checkpoint.json"),
-    ("model export {text} --out {out} --no-check", "file as folder"),
-    ("model export {ckpt} --out {out_file} --no-check", "file as --out"),
-    ("model export {ckpt} --out {out} --tokenizer {tok_list} --no-check",
-     "bad tokenizer"),
-    ("model info --preset ci --batch-size 0", "range"),
-    ("model bench-attention --lengths 0", "range"),
-    ("model bench-attention --repeats 0", "range"),
+    case("model export {ckpt_weights} --out {out} --no-check",
+         "damaged weights"),
+    case("model export {ckpt_meta} --out {out} --no-check",
+         "damaged checkpoint.json"),
+    case("model export {text} --out {out} --no-check", "file as folder"),
+    case("model export {ckpt} --out {out_file} --no-check", "file as --out"),
+    case("model export {ckpt} --out {out} --tokenizer {tok_list} --no-check",
+         "bad tokenizer"),
+    case("model info --preset ci --batch-size 0", "range"),
+    case("model bench-attention --lengths 0", "range"),
+    case("model bench-attention --repeats 0", "range"),
     # training (chapter 7)
-    ("pretrain --config {config_inf} --artifacts-root {out}", "lr inf"),
-    ("pretrain --config {config_nan} --artifacts-root {out}", "wd nan"),
-    ("pretrain --config {config_micro} --artifacts-root {out}",
-     "micro batch -2"),
-    ("pretrain --config {config_keep} --artifacts-root {out}",
-     "keep_checkpoints 0"),
-    ("pretrain --config {config_binary} --artifacts-root {out}",
-     "binary config"),
-    ("pretrain --config {config_list} --artifacts-root {out}",
-     "config is a list"),
-    ("pretrain --config {json_trunc} --artifacts-root {out}",
-     "not yaml/toml"),
-    ("pretrain --profile ci --artifacts-root {out}", "no shards"),
-    ("pretrain --profile ci --max-steps 0 --artifacts-root {out}",
-     "range"),
-    ("estimate --params 124M --flops 1e20", "conflicting options"),
-    ("estimate --params -5", "range"),
-    ("estimate --params 124M --mfu nan", "range"),
-    ("estimate --params 124M --devices 0", "range"),
-    ("bench-train --steps 0 --model ci", "range"),
+    case("pretrain --config {config_inf} --artifacts-root {out}", "lr inf", "lr must be"),
+    case("pretrain --config {config_nan} --artifacts-root {out}", "wd nan", "weight_decay must"),
+    case("pretrain --config {config_micro} --artifacts-root {out}",
+         "micro batch -2", "micro_batch_size"),
+    case("pretrain --config {config_keep} --artifacts-root {out}",
+         "keep_checkpoints 0", "keep_checkpoints"),
+    case("pretrain --config {config_binary} --artifacts-root {out}",
+         "binary config", "UTF-8"),
+    case("pretrain --config {config_list} --artifacts-root {out}",
+         "config is a list", "mapping"),
+    case("pretrain --config {json_trunc} --artifacts-root {out}",
+         "not yaml/toml"),
+    case("pretrain --profile ci --artifacts-root {out}", "no shards", "no token shards"),
+    case("pretrain --profile ci --max-steps 0 --artifacts-root {out}",
+         "range"),
+    case("estimate --params 124M --flops 1e20", "conflicting options", "not both"),
+    case("estimate --params -5", "range"),
+    case("estimate --params 124M --mfu nan", "range"),
+    case("estimate --params 124M --devices 0", "range"),
+    case("bench-train --steps 0 --model ci", "range"),
     # generation and evaluation (chapter 9)
-    ("generate hi --checkpoint {ckpt} --tokenizer {tok} --temperature nan",
-     "nan temperature"),
-    ("generate hi --checkpoint {ckpt} --tokenizer {tok} "
-     "--repetition-penalty nan", "nan penalty"),
-    ("generate hi --checkpoint {ckpt} --tokenizer {tok} --threads 0",
-     "range"),
-    ("generate hi -i --checkpoint {ckpt} --tokenizer {tok}",
-     "PROMPT and -i"),
-    ("generate hi --checkpoint {ckpt_weights} --tokenizer {tok}",
-     "damaged checkpoint"),
-    ("generate hi --checkpoint {ckpt} --tokenizer {tok_list}",
-     "bad tokenizer"),
-    ("eval --artifacts-root {out} --profile ci", "no checkpoint"),
-    ("eval --artifacts-root {dir} --questions {binary} --profile ci",
-     "binary questions"),
-    ("generate-bench --checkpoint {ckpt_weights} --no-hf",
-     "damaged checkpoint"),
-    ("generate-bench --checkpoint {text} --no-hf", "file as checkpoint"),
-    ("generate-bench --threads 0 --preset ci --no-hf", "range"),
+    case("generate hi --checkpoint {ckpt} --tokenizer {tok} --temperature nan",
+         "nan temperature", "temperature"),
+    case("generate hi --checkpoint {ckpt} --tokenizer {tok} "
+         "--repetition-penalty nan", "nan penalty", "repetition_penalty"),
+    case("generate hi --checkpoint {ckpt} --tokenizer {tok} --threads 0",
+         "range"),
+    case("generate hi -i --checkpoint {ckpt} --tokenizer {tok}",
+         "PROMPT and -i", "not both"),
+    case("generate hi --checkpoint {ckpt_weights} --tokenizer {tok}",
+         "damaged checkpoint"),
+    case("generate hi --checkpoint {ckpt} --tokenizer {tok_list}",
+         "bad tokenizer"),
+    case("eval --artifacts-root {out} --profile ci", "no checkpoint"),
+    case("eval --artifacts-root {dir} --questions {binary} --profile ci",
+         "binary questions"),
+    case("generate-bench --checkpoint {ckpt_weights} --no-hf",
+         "damaged checkpoint"),
+    case("generate-bench --checkpoint {text} --no-hf", "file as checkpoint"),
+    case("generate-bench --threads 0 --preset ci --no-hf", "range"),
     # distributed (chapter 8)
-    ("distributed configs {out_file}", "file as folder"),
-    ("distributed memory --devices 0", "range"),
-    ("distributed pretrain --profile ci --set "
-     "artifacts_root=\"{out}\"", "no shards"),
-    ("distributed pretrain --config {config_inf}", "lr inf"),
-    ("distributed pretrain --processes 0", "range"),
-    ("distributed bench --processes 2 --profile ci --set "
-     "artifacts_root=\"{out}\" --out {out}/bench", "no shards"),
+    case("distributed configs {out_file}", "file as folder"),
+    case("distributed memory --devices 0", "range"),
+    case("distributed pretrain --profile ci --set "
+         "artifacts_root=\"{out}\"", "no shards", "no token shards"),
+    case("distributed pretrain --config {config_inf}", "lr inf", "lr must be"),
+    case("distributed pretrain --processes 0", "range"),
+    case("distributed bench --processes 2 --profile ci --set "
+         "artifacts_root=\"{out}\" --out {out}/bench", "no shards", "no token shards"),
     # book
-    ("book execute --profile nope", "unknown profile"),
-    ("book new 03_tokenization Again", "chapter exists"),
+    case("book execute --profile nope", "unknown profile"),
+    case("book new 03_tokenization Again", "chapter exists"),
 ]
 
 
@@ -291,11 +307,19 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
             for p in sorted(folder.rglob("*"))}
 
 
-@pytest.mark.parametrize(("line", "why"), CASES,
-                         ids=[f"{c[0].split('{')[0].strip()}: {c[1]}"
-                              for c in CASES])
-def test_bad_input_gets_one_clean_line(line: str, why: str, good,
-                                       tmp_path: Path, monkeypatch) -> None:
+def error_lines(stderr: str) -> list[str]:
+    """The lines of stderr, progress bars (``\\r`` updates) left out."""
+    return [line for line in re.split(r"[\r\n]+", stderr)
+            if line.strip() and not PROGRESS.search(line)]
+
+
+PROGRESS = re.compile(r"\d+(it| ?docs?| ?doc)?(/s)? \[\d\d:\d\d")
+
+
+@pytest.mark.parametrize(("line", "why", "expect"), CASES)
+def test_bad_input_gets_one_clean_line(line: str, why: str, expect: str,
+                                       good, tmp_path: Path,
+                                       monkeypatch) -> None:
     monkeypatch.delenv(DEBUG_VARIABLE, raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     paths = make_inputs(tmp_path, good)
@@ -307,9 +331,10 @@ def test_bad_input_gets_one_clean_line(line: str, why: str, good,
         result.exception, SystemExit), (
         f"{why}: raised {result.exception!r}\n{result.output}")
     assert result.exit_code != 0, f"{why}: exit 0\n{result.output}"
-    lines = result.stderr.strip().splitlines()
+    lines = error_lines(result.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: "), (
         f"{why}: stderr {result.stderr!r}")
+    assert expect in lines[0], f"{why}: wanted {expect!r} in {lines[0]!r}"
     assert "Traceback" not in result.output
     assert snapshot(tmp_path) == before, f"{why}: wrote into {tmp_path}"
     assert snapshot(good["tok"].parent) == shared
@@ -350,10 +375,9 @@ def test_cases_cover_every_command() -> None:
         for name, child in children.items():
             yield from leaves(child, [*path, name])
 
-    covered = {" ".join(w for w in line.split() if not w.startswith("{")
-                        and not w.startswith("-")).split(" ")[0]
-               for line, _ in CASES}
-    covered |= {" ".join(line.split()[:2]) for line, _ in CASES}
+    lines = [case.values[0] for case in CASES]
+    covered = {line.split()[0] for line in lines}
+    covered |= {" ".join(line.split()[:2]) for line in lines}
     exempt = {"distributed worker", "distributed build-ops", "book tangle",
               "book lint", "book html", "book pdf", "book check-pdf",
               "book all", "data bench"}

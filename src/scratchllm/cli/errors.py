@@ -3,7 +3,8 @@
 Hand-written (never tangled). Commands call :func:`fail` for problems they
 find themselves. The project's code raises ordinary exceptions for bad
 input (a ``ValueError`` from validation, a ``CheckpointError``, a missing
-or unreadable file, a file that is not UTF-8 or not JSON);
+or unreadable file, a file that is not UTF-8 or not JSON, a training
+run whose loss became NaN);
 :class:`GuardedGroup`, the top-level command group, turns those kinds, and
 only those, into the same one line. Any other exception is a bug and keeps
 its traceback. ``SCRATCHLLM_DEBUG=1`` shows the traceback of the expected
@@ -32,8 +33,18 @@ DEBUG_VARIABLE = "SCRATCHLLM_DEBUG"
 
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` on stderr and exit with status 1."""
+    close_progress_bars()
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
+
+
+def close_progress_bars() -> None:
+    """End the line of any progress bar left open by the failed work, so
+    that the error starts a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def debugging() -> bool:
@@ -48,7 +59,8 @@ def expected_errors() -> tuple[type[BaseException], ...]:
 
     return (ValueError, CheckpointError, FileNotFoundError,
             FileExistsError, IsADirectoryError, NotADirectoryError,
-            PermissionError, json.JSONDecodeError, UnicodeDecodeError)
+            PermissionError, json.JSONDecodeError, UnicodeDecodeError,
+            FloatingPointError)
 
 
 def describe(error: BaseException) -> str:
@@ -77,6 +89,7 @@ class GuardedGroup(TyperGroup):
             if debugging():
                 raise
             where = error.ctx.command_path if error.ctx else "scratchllm"
+            close_progress_bars()
             typer.secho(f"error: {error.format_message()} (see `{where} "
                         "--help`)", fg=typer.colors.RED, err=True)
             raise typer.Exit(error.exit_code) from None
