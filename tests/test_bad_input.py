@@ -385,3 +385,20 @@ def test_cases_cover_every_command() -> None:
                if c not in covered and c not in exempt]
     assert not missing, f"add rows to CASES for {missing}"
     assert os.environ.get(DEBUG_VARIABLE) in (None, "", "0")
+
+
+def test_stdin_and_file_refuse_bad_utf8_alike(good, tmp_path: Path) -> None:
+    """``encode`` from stdin no longer replaces bad bytes silently: it
+    refuses them as ``--file`` does, and says that nothing was encoded."""
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(BINARY)
+    tok = str(good["tok"])
+    for args, stdin in ((["--file", str(binary)], None), ([], BINARY)):
+        result = runner().invoke(app, ["tokenizer", "encode", tok, *args],
+                                 input=stdin)
+        assert result.exit_code == 1
+        assert "not UTF-8" in result.stderr
+        assert "nothing was encoded" in result.stderr
+    good_text = runner().invoke(app, ["tokenizer", "encode", tok],
+                                input=TEXT.encode())
+    assert good_text.exit_code == 0 and good_text.stdout.split()

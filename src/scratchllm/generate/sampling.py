@@ -40,7 +40,7 @@ class SamplingConfig:
                 f"{self.max_new_tokens} (zero new tokens is just the "
                 "prompt)")
         if not 0 <= self.temperature < math.inf:  # NaN fails it too
-            problems.append(f"temperature must be finite and >= 0 (0 is "
+            problems.append(f"temperature must be >= 0 and finite (0 is "
                             f"greedy), got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
             problems.append(f"top_k must be at least 1, got {self.top_k}")
