@@ -152,6 +152,10 @@ def pretrain(
     """Chapter 7's pretrain on N local processes via accelerate launch."""
     from scratchllm.distributed.launch import launch
 
+    import math
+
+    if not 0 < timeout < math.inf:
+        fail(f"--timeout must be a positive number of seconds, got {timeout}")
     settings = _settings(set_)
     precision = _checked_options(profile, config, settings)
     if config_file is not None and not config_file.is_file():

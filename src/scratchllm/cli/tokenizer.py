@@ -196,8 +196,9 @@ def bench(
         "--megabytes if shorter.")],
     megabytes: Annotated[float, typer.Option(
         help="Training text size.")] = 10.0,
-    vocab_size: Annotated[int, typer.Option()] = 8192,
-    repeats: Annotated[int, typer.Option(help="Runs per timing.")] = 3,
+    vocab_size: Annotated[int, typer.Option(min=257)] = 8192,
+    repeats: Annotated[int, typer.Option(
+        min=1, help="Runs per timing.")] = 3,
     stream_megabytes: Annotated[str, typer.Option(
         help="Comma-separated file sizes for the streaming memory test "
         "(empty to skip).")] = "10,50,120",
@@ -214,6 +215,16 @@ def bench(
     )
     from scratchllm.tokenizer.train import train_bpe
 
+    import math
+
+    if not 0 < megabytes < math.inf:
+        fail(f"--megabytes must be positive, got {megabytes}")
+    try:
+        sizes = [float(s) for s in stream_megabytes.split(",") if s.strip()]
+    except ValueError:
+        fail(f"--stream-megabytes must be numbers: {stream_megabytes}")
+    if not all(0 < mb < math.inf for mb in sizes):
+        fail(f"--stream-megabytes must be positive: {stream_megabytes}")
     documents = read_corpus([text])
     corpus = "\n\n".join(documents).encode("utf-8")
     size = int(megabytes * 1e6)
@@ -230,7 +241,6 @@ def bench(
     tokenizer = train_bpe(docs, vocab_size)
     sample = corpus[:2_000_000].decode("utf-8", "ignore")
     report["encoding"] = encoding_speed(tokenizer, sample, repeats)
-    sizes = [float(s) for s in stream_megabytes.split(",") if s.strip()]
     if sizes:
         report["streaming"] = {}
         with tempfile.TemporaryDirectory() as tmp:
