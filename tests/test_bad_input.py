@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -64,9 +65,23 @@ def good(tmp_path_factory) -> dict[str, Path]:
             "ckpt": root / "ckpt"}
 
 
-def make_inputs(folder: Path, good: dict[str, Path]) -> dict[str, Path]:
-    """Every bad input (and a few good ones) under ``folder``."""
-    paths: dict[str, Path] = dict(good)
+class Inputs(dict):
+    """Paths by placeholder name, each made the first time it is asked
+    for (``str.format_map`` asks only for those a command line uses)."""
+
+    def __init__(self, good: dict[str, Path],
+                 makers: dict[str, Callable[[], Path]]) -> None:
+        super().__init__(good)
+        self.makers = makers
+
+    def __missing__(self, name: str) -> Path:
+        self[name] = self.makers[name]()
+        return self[name]
+
+
+def make_inputs(folder: Path, good: dict[str, Path]) -> Inputs:
+    """Every bad input (and a few good ones), made under ``folder`` when
+    first used."""
 
     def file(name: str, content: bytes | str) -> Path:
         path = folder / name
@@ -74,6 +89,10 @@ def make_inputs(folder: Path, good: dict[str, Path]) -> dict[str, Path]:
         data = content.encode() if isinstance(content, str) else content
         path.write_bytes(data)
         return path
+
+    def folder_named(name: str) -> Path:
+        (folder / name).mkdir()
+        return folder / name
 
     def tokenizer(name: str, bpe: bytes | str | None) -> Path:
         copy = folder / name
@@ -85,11 +104,17 @@ def make_inputs(folder: Path, good: dict[str, Path]) -> dict[str, Path]:
             file(f"{name}/bpe.json", bpe)
         return copy
 
-    def dataset(name: str, split: bytes | str | None,
+    def dataset(name: str, split: bytes | str | None = None,
                 manifest: str | None = None) -> Path:
         copy = folder / name
         shutil.copytree(good["data"], copy)
-        if split is not None:
+        if split == "folder":
+            (copy / "train.jsonl").unlink()
+            (copy / "train.jsonl").mkdir()
+        elif split == "truncated":
+            lines = (copy / "train.jsonl").read_bytes()
+            (copy / "train.jsonl").write_bytes(lines[:len(lines) // 2])
+        elif split is not None:
             file(f"{name}/train.jsonl", split)
         if manifest is not None:
             file(f"{name}/manifest.json", manifest)
@@ -103,47 +128,43 @@ def make_inputs(folder: Path, good: dict[str, Path]) -> dict[str, Path]:
         target.write_bytes(target.read_bytes()[:100])
         return copy
 
-    paths.update(
-        empty=file("empty.txt", b""),
-        binary=file("binary.txt", BINARY),
-        text=file("text.txt", TEXT),
-        json_trunc=file("trunc.json", '{"format": "scratch'),
-        jsonl_bad=file("bad.jsonl", '{"text": "ok"}\n{"text": \n'),
-        jsonl_binary=file("binary.jsonl", BINARY),
-        dir=folder / "a_dir",
-        out=folder / "out",
-        out_file=file("out_file", "keep me\n"),
-        tok_list=tokenizer("tok_list", "[]"),
-        tok_nomerges=tokenizer(
-            "tok_nomerges", json.dumps({"format": "scratchllm-bpe",
-                                        "version": 1})),
-        tok_trunc=tokenizer("tok_trunc", '{"format": "scratch'),
-        tok_binary=tokenizer("tok_binary", BINARY),
-        tok_dir=tokenizer("tok_dir", None),
-        data_split_dir=dataset("data_split_dir", None),
-        data_bad_jsonl=dataset("data_bad_jsonl",
-                               '{"text": "ok"}\n{"text": \n'),
-        data_split_trunc=dataset("data_split_trunc", None),
-        data_manifest_trunc=dataset("data_manifest_trunc", None,
-                                    '{"dataset": "story'),
-        data_manifest_list=dataset("data_manifest_list", None, "[]"),
-        ckpt_weights=checkpoint("ckpt_weights", "model.safetensors"),
-        ckpt_meta=checkpoint("ckpt_meta", "checkpoint.json"),
-        config_inf=file("inf.yaml", "lr: .inf\n"),
-        config_nan=file("nan.yaml", "weight_decay: .nan\n"),
-        config_micro=file("micro.yaml", "micro_batch_size: -2\n"),
-        config_keep=file("keep.yaml", "keep_checkpoints: 0\n"),
-        config_binary=file("binary.yaml", BINARY),
-        config_list=file("list.yaml", "- 1\n- 2\n"),
-    )
-    paths["dir"].mkdir()
-    split = paths["data_split_dir"] / "train.jsonl"
-    split.unlink()
-    split.mkdir()
-    lines = (paths["data_split_trunc"] / "train.jsonl").read_bytes()
-    (paths["data_split_trunc"] / "train.jsonl").write_bytes(
-        lines[:len(lines) // 2])
-    return paths
+    bad_jsonl = '{"text": "ok"}\n{"text": \n'
+    makers: dict[str, Callable[[], Path]] = {
+        "empty": lambda: file("empty.txt", b""),
+        "binary": lambda: file("binary.txt", BINARY),
+        "text": lambda: file("text.txt", TEXT),
+        "json_trunc": lambda: file("trunc.json", '{"format": "scratch'),
+        "jsonl_bad": lambda: file("bad.jsonl", bad_jsonl),
+        "jsonl_binary": lambda: file("binary.jsonl", BINARY),
+        "dir": lambda: folder_named("a_dir"),
+        "out": lambda: folder / "out",
+        "out_file": lambda: file("out_file", "keep me\n"),
+        "tok_list": lambda: tokenizer("tok_list", "[]"),
+        "tok_nomerges": lambda: tokenizer("tok_nomerges", json.dumps(
+            {"format": "scratchllm-bpe", "version": 1})),
+        "tok_trunc": lambda: tokenizer("tok_trunc", '{"format": "scr'),
+        "tok_binary": lambda: tokenizer("tok_binary", BINARY),
+        "tok_dir": lambda: tokenizer("tok_dir", None),
+        "data_split_dir": lambda: dataset("data_split_dir", "folder"),
+        "data_bad_jsonl": lambda: dataset("data_bad_jsonl", bad_jsonl),
+        "data_split_trunc": lambda: dataset("data_split_trunc",
+                                            "truncated"),
+        "data_manifest_trunc": lambda: dataset(
+            "data_manifest_trunc", manifest='{"dataset": "story'),
+        "data_manifest_list": lambda: dataset("data_manifest_list",
+                                              manifest="[]"),
+        "ckpt_weights": lambda: checkpoint("ckpt_weights",
+                                           "model.safetensors"),
+        "ckpt_meta": lambda: checkpoint("ckpt_meta", "checkpoint.json"),
+        "config_inf": lambda: file("inf.yaml", "lr: .inf\n"),
+        "config_nan": lambda: file("nan.yaml", "weight_decay: .nan\n"),
+        "config_micro": lambda: file("micro.yaml",
+                                     "micro_batch_size: -2\n"),
+        "config_keep": lambda: file("keep.yaml", "keep_checkpoints: 0\n"),
+        "config_binary": lambda: file("binary.yaml", BINARY),
+        "config_list": lambda: file("list.yaml", "- 1\n- 2\n"),
+    }
+    return Inputs(good, makers)
 
 
 def case(line: str, why: str, expect: str = "", xfail: str = ""):
@@ -344,8 +365,7 @@ def test_bad_input_gets_one_clean_line(line: str, why: str, expect: str,
     monkeypatch.delenv(DEBUG_VARIABLE, raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     paths = make_inputs(tmp_path, good)
-    argv = [part.format(**{k: str(v) for k, v in paths.items()})
-            for part in line.split()]
+    argv = [part.format_map(paths) for part in line.split()]
     before, shared = snapshot(tmp_path), snapshot(good["tok"].parent)
     result = runner().invoke(app, argv)
     assert result.exception is None or isinstance(
@@ -423,3 +443,17 @@ def test_stdin_and_file_refuse_bad_utf8_alike(good, tmp_path: Path) -> None:
     good_text = runner().invoke(app, ["tokenizer", "encode", tok],
                                 input=TEXT.encode())
     assert good_text.exit_code == 0 and good_text.stdout.split()
+
+
+def test_distributed_config_profile_beats_the_default(tmp_path: Path):
+    """``distributed pretrain --config`` uses the file's profile unless
+    --profile is given, and finds the missing shards before launching."""
+    settings = tmp_path / "laptop.yaml"
+    settings.write_text(f"profile: laptop\nartifacts_root: {tmp_path}\n")
+    result = runner().invoke(app, ["distributed", "pretrain", "--config",
+                                   str(settings)])
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'laptop' / 'tokens'}" in result.stderr
+    given = runner().invoke(app, ["distributed", "pretrain", "--config",
+                                  str(settings), "--profile", "ci"])
+    assert f"{tmp_path / 'ci' / 'tokens'}" in given.stderr
