@@ -457,3 +457,29 @@ def test_distributed_config_profile_beats_the_default(tmp_path: Path):
     given = runner().invoke(app, ["distributed", "pretrain", "--config",
                                   str(settings), "--profile", "ci"])
     assert f"{tmp_path / 'ci' / 'tokens'}" in given.stderr
+
+
+@pytest.mark.slow
+def test_the_installed_entry_point_fails_the_same_way(tmp_path: Path):
+    """The console script (``scratchllm = scratchllm.cli:app``) runs the
+    same guard as CliRunner: one line, exit 1, and the traceback only with
+    SCRATCHLLM_DEBUG=1."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bpe.json"
+    bad.write_text("[]", encoding="utf-8")
+    command = [sys.executable, "-c", "from scratchllm.cli import app; app()",
+               "tokenizer", "encode", str(bad), "hi"]
+    environment = {**os.environ, "PYTHONPATH": str(
+        Path(__file__).resolve().parents[1] / "src")}
+    environment.pop(DEBUG_VARIABLE, None)
+    plain = subprocess.run(command, capture_output=True, text=True,
+                           env=environment, timeout=120)
+    assert plain.returncode == 1
+    assert plain.stderr.strip().splitlines() == [
+        f"error: {bad} is not a scratchllm-bpe version 1 file"]
+    debug = subprocess.run(command, capture_output=True, text=True,
+                           env={**environment, DEBUG_VARIABLE: "1"},
+                           timeout=120)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
