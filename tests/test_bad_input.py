@@ -163,6 +163,8 @@ def make_inputs(folder: Path, good: dict[str, Path]) -> Inputs:
         "config_keep": lambda: file("keep.yaml", "keep_checkpoints: 0\n"),
         "config_binary": lambda: file("binary.yaml", BINARY),
         "config_list": lambda: file("list.yaml", "- 1\n- 2\n"),
+        "config_yaml": lambda: file("syntax.yaml", "lr: [1,\n"),
+        "config_toml": lambda: file("syntax.toml", "lr = \n"),
     }
     return Inputs(good, makers)
 
@@ -288,7 +290,12 @@ CASES = [
     case("pretrain --config {config_keep} --artifacts-root {out}",
          "keep_checkpoints 0", "keep_checkpoints"),
     case("pretrain --config {config_binary} --artifacts-root {out}",
-         "binary config", "UTF-8"),
+         "binary config",
+         "binary.yaml is not a readable config"),
+    case("pretrain --config {config_yaml} --artifacts-root {out}",
+         "bad YAML", "syntax.yaml is not a readable config"),
+    case("pretrain --config {config_toml} --artifacts-root {out}",
+         "bad TOML", "syntax.toml is not a readable config"),
     case("pretrain --config {config_list} --artifacts-root {out}",
          "config is a list", "mapping"),
     case("pretrain --config {json_trunc} --artifacts-root {out}",

@@ -165,15 +165,20 @@ def load_config(
     """A preset overridden by a YAML (.yaml/.yml) or TOML (.toml) file and
     then by `overrides`; the file may name its own `profile`."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".toml":
-        import tomllib  # Python 3.11+
-
-        values = tomllib.loads(text)
-    elif path.suffix in (".yaml", ".yml"):
-        values = yaml.safe_load(text) or {}
-    else:
+    if path.suffix not in (".toml", ".yaml", ".yml"):
         raise ValueError(f"{path}: use a .yaml, .yml or .toml file")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml":
+            import tomllib  # Python 3.11+
+
+            values = tomllib.loads(text)
+        else:
+            values = yaml.safe_load(text) or {}
+    except (ValueError, yaml.YAMLError) as error:  # not UTF-8, TOML, YAML
+        first = str(error).strip().splitlines()[0]
+        raise ValueError(f"{path} is not a readable config: {first}") \
+            from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of TrainConfig fields")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
