@@ -169,11 +169,13 @@ def make_inputs(folder: Path, good: dict[str, Path]) -> Inputs:
     return Inputs(good, makers)
 
 
-def case(line: str, why: str, expect: str = "", xfail: str = ""):
+def case(line: str, why: str, expect: str = "", xfail: str = "",
+         slow: bool = False):
     """One row: a command line, why its input is bad, a fragment the
     error must contain (when the line could fail for another reason),
-    and, for a known gap, the issue that closes it."""
+    for a known gap the issue that closes it, and whether it is slow."""
     marks = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
+    marks += [pytest.mark.slow] if slow else []
     name = f"{line.split('{')[0].strip()}: {why}"
     return pytest.param(line, why, expect, marks=marks, id=name)
 
@@ -240,6 +242,9 @@ CASES = [
          "binary"),
     case("data prepare local --path {dir} --license MIT --out {out}",
          "dir as file"),
+    case("data prepare hf --name nobody/nothing --license MIT "
+         "--out {out}", "offline, unknown dataset", "nobody/nothing",
+         slow=True),
     case("data prepare shakespeare --path {empty} --out {out}", "empty"),
     case("data prepare shakespeare --path {binary} --out {out}", "binary"),
     case("data prepare storyworld --documents 30 --out {out_file}",

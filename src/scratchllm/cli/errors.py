@@ -4,7 +4,7 @@ Hand-written (never tangled). Commands call :func:`fail` for problems they
 find themselves. The project's code raises ordinary exceptions for bad
 input (a ``ValueError`` from validation, a ``CheckpointError``, a missing
 or unreadable file, a file that is not UTF-8 or not JSON, a training
-run whose loss became NaN);
+run whose loss became NaN, a hub that cannot be reached);
 :class:`GuardedGroup`, the top-level command group, turns those kinds, and
 only those, into the same one line. Any other exception is a bug and keeps
 its traceback. ``SCRATCHLLM_DEBUG=1`` shows the traceback of the expected
@@ -60,7 +60,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, CheckpointError, FileNotFoundError,
             FileExistsError, IsADirectoryError, NotADirectoryError,
             PermissionError, json.JSONDecodeError, UnicodeDecodeError,
-            FloatingPointError)
+            FloatingPointError, ConnectionError)
 
 
 def describe(error: BaseException) -> str:
