@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from scratchllm.model.gpt import GPT
 from scratchllm.model.hf import export_hf
-from scratchllm.tokenizer.bpe import Tokenizer
+from scratchllm.tokenizer.bpe import Tokenizer, save_tokenizer
+from scratchllm.tokenizer.export import save_hf
 
 CHAT_TOKENS: tuple[str, str] = ("<|im_start|>", "<|im_end|>")
 ROLES = ("system", "user", "assistant")
@@ -192,4 +194,19 @@ def export_chat_hf(model: GPT, tokenizer: Tokenizer,
            "pad_token_id": tokenizer.special_tokens[pad]}
     update_json(folder / "config.json", ids)
     update_json(folder / "generation_config.json", ids)
+    return folder
+
+
+def save_chat_tokenizer(tokenizer: Tokenizer, folder: str | Path) -> Path:
+    """Write the tokenizer (chapter 3's files and Hugging Face's, with
+    the chat template) into a scratch folder, then move it to `folder`."""
+    folder = Path(folder)
+    scratch = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(scratch, ignore_errors=True)
+    save_tokenizer(tokenizer, scratch)
+    save_hf(tokenizer, scratch)
+    update_json(scratch / "tokenizer_config.json", {
+        "chat_template": CHAT_TEMPLATE, "eos_token": CHAT_TOKENS[1]})
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(scratch, folder)
     return folder

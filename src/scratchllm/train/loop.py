@@ -525,13 +525,19 @@ def pretrain(
     config: TrainConfig,
     accelerator: Any = None,
     on_step: Callable[[int, dict[str, Any]], None] | None = None,
+    model: GPT | None = None,
+    batches: Any = None,
 ) -> TrainResult:
     """Train a GPT on token shards, or with `config.resume` continue the
     run in `config.run_path()`; `accelerator` is an optional
-    `accelerate.Accelerator` (one process without it)."""
+    `accelerate.Accelerator` (one process without it). `model` replaces
+    the fresh model and `batches` the window sampler (fine-tuning)."""
     index = read_index(config.tokens_path())
     device = pick_device(config, accelerator)
-    raw_model, model_config = build_model(config, index["vocab_size"])
+    if model is None:
+        raw_model, model_config = build_model(config, index["vocab_size"])
+    else:
+        raw_model, model_config = model, model.config
     raw_model.to(device)
     optimizer = AdamW(parameter_groups(raw_model, config.weight_decay),
                       lr=config.lr, betas=config.betas, eps=config.eps)
@@ -539,9 +545,9 @@ def pretrain(
         config=config, accelerator=accelerator, index=index,
         model_config=model_config, raw_model=raw_model, model=raw_model,
         optimizer=optimizer,
-        sampler=WindowSampler(read_split(config.tokens_path(), "train"),
-                              config.context_length, config.batch_size,
-                              seed=config.seed),
+        sampler=batches or WindowSampler(
+            read_split(config.tokens_path(), "train"),
+            config.context_length, config.batch_size, seed=config.seed),
         val_shards=read_split(config.tokens_path(), "val"),
         layout=batch_layout(config, accelerator),
         autocast=autocast_factory(config, device, accelerator),
