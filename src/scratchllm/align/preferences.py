@@ -20,11 +20,12 @@ from scratchllm.data.storyworld import (
     StoryWorld,
     is_grammatical,
     split_sentences,
+    with_articles,
 )
 
-REQUEST = "Write a story about {who} the {kind}."
-SAD_WORDS = frozenset(word.lower() for word in lexicon.SAD)
-MIN_SENTENCES = 3
+REQUEST = "Write the start of a story about {hero}."
+HAPPY_WORDS = frozenset(word.lower() for word in lexicon.HAPPY)
+MIN_SENTENCES = 2
 WORD = re.compile(r"[A-Za-z]+")
 
 
@@ -37,14 +38,15 @@ class Request:
 
 
 def story_requests(count: int, seed: int = 0) -> list[Request]:
-    """`count` requests for a story about a StoryWorld hero; different
-    seeds give different heroes."""
+    """`count` requests for the start of a story about a StoryWorld hero
+    (chapter 10's writing task); different seeds give different heroes."""
     world = StoryWorld(seed)
     requests = []
     for index in range(count):
         facts = world.story(index).facts
-        prompt = REQUEST.format(who=facts["who"], kind=facts["kind"])
-        requests.append(Request(prompt, facts["who"]))
+        hero = with_articles(f"a {facts['kind']} named {facts['who']} "
+                             f"who lives in a {facts['where']}")
+        requests.append(Request(REQUEST.format(hero=hero), facts["who"]))
     return requests
 
 
@@ -53,13 +55,13 @@ class Score:
     """The three checks of the true reward."""
 
     names_hero: bool
-    kind: bool
+    cheerful: bool
     well_formed: float
 
     @property
     def total(self) -> float:
         """The true reward: between 0 and 3."""
-        return self.names_hero + self.kind + self.well_formed
+        return self.names_hero + self.cheerful + self.well_formed
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -75,7 +77,7 @@ def score(request: Request, response: str) -> Score:
     good = sum(parses(sentence) for sentence in sentences)
     return Score(
         names_hero=request.hero in words,
-        kind=not {word.lower() for word in words} & SAD_WORDS,
+        cheerful=bool({word.lower() for word in words} & HAPPY_WORDS),
         well_formed=good / max(len(sentences), MIN_SENTENCES),
     )
 

@@ -1,0 +1,1 @@
+"""Plausible wrong solutions: each exercise check must reject every one."""
