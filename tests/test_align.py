@@ -19,7 +19,6 @@ from scratchllm.align.dpo import (
     pad,
     reference_logprobs,
     sequence_logprobs,
-    token_logprobs,
 )
 from scratchllm.align.grpo import (
     GroupSampler,
@@ -76,9 +75,8 @@ def artifacts(tmp_path_factory):
     data.mkdir(parents=True)
     for split, part in [("train", stories[:100]), ("val", stories[100:])]:
         with open(data / f"{split}.jsonl", "w") as handle:
-            for number, text in enumerate(part):
-                handle.write(json.dumps({"id": str(number), "text": text})
-                             + "\n")
+            handle.writelines(json.dumps({"id": str(number), "text": text})
+                             + "\n" for number, text in enumerate(part))
     base = train_bpe(stories, 400)
     write_shards(base, data, A / "tokens" / "storyworld")
     tokenizer = add_chat_tokens(base)
@@ -403,7 +401,7 @@ def test_cli_bad_input_is_one_line(artifacts, tmp_path, record, message):
         assert result.exit_code == 1
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ")
-        assert f"pairs.jsonl:1: " in lines[0] and message in lines[0]
+        assert "pairs.jsonl:1: " in lines[0] and message in lines[0]
 
 
 def test_cli_dpo_trains(artifacts, tmp_path):
@@ -416,3 +414,79 @@ def test_cli_dpo_trains(artifacts, tmp_path):
     missing = run_cli(artifacts, "dpo", str(tmp_path / "absent.jsonl"))
     assert missing.exit_code == 1
     assert missing.output.startswith("error: no preference file")
+
+
+def test_cli_reward_then_grpo_against_it(artifacts, tmp_path):
+    path = save_pairs(some_pairs(4), tmp_path / "pairs.jsonl")
+    result = run_cli(artifacts, "reward", str(path), "--steps", "2",
+                     "--batch-size", "2", "--output", str(tmp_path / "rm"))
+    assert result.exit_code == 0, result.output
+    grpo = ["grpo", "--requests", "4", "--group-size", "2",
+            "--batch-size", "4", "--steps", "2", "--max-new-tokens", "6"]
+    for extra in ([], ["--reward-model", str(tmp_path / "rm")]):
+        result = run_cli(artifacts, *grpo, *extra,
+                         "--output", str(tmp_path / "grpo"))
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("grpo: 2 steps")
+    uneven = run_cli(artifacts, *grpo[:-6], "--batch-size", "5")
+    assert uneven.exit_code == 1
+    assert "not a multiple of the group size" in uneven.output
+
+
+# --- verification against TRL and Accelerate (slow) ---------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("beta", [0.1, 0.5])
+def test_dpo_loss_equals_trl(beta):
+    from scratchllm.align.verify import trl_dpo_loss
+
+    generator = torch.Generator().manual_seed(1)
+    per_token = -5 * torch.rand(10, 7, generator=generator)
+    reference = -30 * torch.rand(10, generator=generator)
+    ours = dpo_loss(*per_token.sum(-1).chunk(2), *reference.chunk(2),
+                    beta=beta)
+    theirs = trl_dpo_loss(per_token, reference, beta)
+    assert torch.allclose(ours, theirs, atol=1e-6), (ours, theirs)
+
+
+@pytest.mark.slow
+def test_dpo_on_two_processes_equals_one(artifacts, tmp_path):
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from scratchllm.distributed.launch import (
+        free_port,
+        launch_environment,
+        worker_command,
+    )
+    from scratchllm.train.checkpoint import resolve
+
+    path = save_pairs(some_pairs(8), tmp_path / "pairs.jsonl")
+    common = ["align", "dpo", str(path), "--steps", "3", "--batch-size",
+              "4", "--lr", "1e-2", "--profile", "ci", "--artifacts-root",
+              str(artifacts)]
+    program = worker_command()[0]
+    weights = {}
+    for processes in (1, 2):
+        launcher = [sys.executable, "-m", "accelerate.commands.launch",
+                    "--multi_gpu", "--num_processes", "2",
+                    "--num_machines", "1", "--mixed_precision", "no",
+                    "--dynamo_backend", "no", "--main_process_port",
+                    str(free_port()), "--no_python", program,
+                    ] if processes == 2 else [program]
+        extra = ["--accelerate"] if processes == 2 else []
+        output = tmp_path / str(processes)
+        done = subprocess.run(
+            [*launcher, *common, "--output", str(output), *extra],
+            capture_output=True, text=True, timeout=600,
+            env=launch_environment(processes, cpu=True))
+        assert done.returncode == 0, done.stderr[-3000:]
+        weights[processes] = load_file(resolve(output) / "model.safetensors")
+    sft = load_model(artifacts / "ci" / "checkpoints" / "sft")[0]
+    moved = max((weights[1][n] - sft.state_dict()[n]).abs().max().item()
+                for n in weights[1])
+    assert moved > 1e-4, "the run must change the weights"
+    for name, tensor in weights[1].items():
+        assert torch.allclose(tensor, weights[2][name], atol=1e-5), name

@@ -10,9 +10,9 @@ import pytest
 EXERCISES = Path(__file__).resolve().parents[1] / "exercises"
 sys.path.insert(0, str(EXERCISES))
 
-from checks import alignment as checks  # noqa: E402
-from solutions import alignment as solutions  # noqa: E402
-from wrong.alignment import WRONG  # noqa: E402
+from checks import alignment as checks
+from solutions import alignment as solutions
+from wrong.alignment import WRONG
 
 CASES = [(exercise, name) for exercise, versions in WRONG.items()
          for name in versions]

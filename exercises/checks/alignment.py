@@ -3,7 +3,7 @@ group-relative advantages)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from scratchllm.model.config import ModelConfig
+from scratchllm.tokenizer.shards import read_split
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.loop import (
     Run,
@@ -25,7 +26,6 @@ from scratchllm.train.loop import (
     run_steps,
     start_fresh,
 )
-from scratchllm.tokenizer.shards import read_split
 from scratchllm.train.optim import AdamW
 
 Objective = Callable[[torch.nn.Module, Any], torch.Tensor]
@@ -98,11 +98,12 @@ def align_config(profile: str, run_name: str, artifacts_root: str,
                  context_length: int, **overrides: Any) -> TrainConfig:
     """A TrainConfig for an alignment run: fp32, no text samples, one
     evaluation and one checkpoint, at the end."""
-    values = dict(
-        profile=profile, run_name=run_name, artifacts_root=artifacts_root,
-        context_length=context_length, precision="fp32", warmup_steps=0,
-        weight_decay=0.0, sample_every=-1, checkpoint_every=0,
-        keep_checkpoints=1, progress=False, max_steps=20, log_every=1)
+    values: dict[str, Any] = {
+        "profile": profile, "run_name": run_name,
+        "artifacts_root": artifacts_root, "context_length": context_length,
+        "precision": "fp32", "warmup_steps": 0, "weight_decay": 0.0,
+        "sample_every": -1, "checkpoint_every": 0, "keep_checkpoints": 1,
+        "progress": False, "max_steps": 20, "log_every": 1}
     values.update(overrides)
     values.setdefault("eval_every", values["max_steps"])
     return TrainConfig(**values)

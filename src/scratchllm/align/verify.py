@@ -31,8 +31,11 @@ def tiny_trainer(beta: float, folder: str) -> object:
     config (nothing downloaded), with precomputed reference log-probs."""
     from datasets import Dataset
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (LlamaConfig, LlamaForCausalLM,
-                              PreTrainedTokenizerFast)
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
     from trl import DPOConfig, DPOTrainer
 
     words = Tokenizer(models.WordLevel({"<pad>": 0, "a": 1, "b": 2},

@@ -4,7 +4,7 @@ tangled)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -12,14 +12,14 @@ ProfileOption = Annotated[str, typer.Option(
     help="Profile whose artifacts are the defaults: ci, laptop, gpu, "
     "cluster.")]
 RootOption = Annotated[str, typer.Option(help="Artifact folder.")]
-SftOption = Annotated[Optional[Path], typer.Option(
+SftOption = Annotated[Path | None, typer.Option(
     help="Starting checkpoint (default: <artifacts>/checkpoints/sft).")]
-TokenizerOption = Annotated[Optional[Path], typer.Option(
+TokenizerOption = Annotated[Path | None, typer.Option(
     help="Chat tokenizer (default: <artifacts>/tokenizer-chat).")]
-TokensOption = Annotated[Optional[Path], typer.Option(
+TokensOption = Annotated[Path | None, typer.Option(
     help="Token shards for the validation loss (default: "
     "<artifacts>/tokens/storyworld).")]
-OutputOption = Annotated[Optional[Path], typer.Option(
+OutputOption = Annotated[Path | None, typer.Option(
     help="Run folder (default: <artifacts>/checkpoints/<method>).")]
 StepsOption = Annotated[int, typer.Option(min=1, help="Optimiser steps.")]
 BatchOption = Annotated[int, typer.Option(
@@ -76,8 +76,11 @@ def make_accelerator() -> Any:
 def pair_sampler(setting: Setting, pairs_path: Path, batch_size: int,
                  seed: int, accelerator: Any = None) -> Any:
     """The checked, encoded pairs with reference log-probs."""
-    from scratchllm.align.dpo import (PairSampler, encode_pairs,
-                                      reference_logprobs)
+    from scratchllm.align.dpo import (
+        PairSampler,
+        encode_pairs,
+        reference_logprobs,
+    )
     from scratchllm.align.preferences import load_pairs
     from scratchllm.finetune.chat import end_of_turn_id
 
@@ -176,7 +179,7 @@ def register(app: typer.Typer) -> None:
     def grpo(
         requests: Annotated[int, typer.Option(
             min=1, help="StoryWorld story requests to train on.")] = 256,
-        reward_model: Annotated[Optional[Path], typer.Option(
+        reward_model: Annotated[Path | None, typer.Option(
             help="Optimise this reward model's score instead of the "
             "exact StoryWorld reward.")] = None,
         group_size: Annotated[int, typer.Option(
@@ -193,10 +196,15 @@ def register(app: typer.Typer) -> None:
         tokens: TokensOption = None, output: OutputOption = None,
     ) -> None:
         """GRPO: online RL from the exact reward (or a reward model)."""
-        from scratchllm.align.grpo import (GroupSampler, exact_reward,
-                                           grpo_objective, learned_reward)
+        from scratchllm.align.grpo import (
+            GroupSampler,
+            exact_reward,
+            grpo_objective,
+            learned_reward,
+        )
         from scratchllm.align.preferences import story_requests
         from scratchllm.align.reward import load_reward_model
+        from scratchllm.align.sampling import prompt_ids
         from scratchllm.align.train import align
         from scratchllm.generate.sampling import SamplingConfig
         from scratchllm.train.checkpoint import load_model
@@ -208,13 +216,20 @@ def register(app: typer.Typer) -> None:
             setting = Setting(profile, artifacts_root, sft, tokenizer,
                               tokens)
             context = setting.model_config.context_length
+            asked = story_requests(requests, seed=1)
+            longest = max(len(prompt_ids(setting.tokenizer, r.prompt,
+                                         context)) for r in asked)
+            budget = min(max_new_tokens, context - longest - 4)
+            if budget < 1:
+                raise ValueError(f"the context of {context} tokens leaves "
+                                 "no room for answers")
             scorer = exact_reward if reward_model is None else \
                 learned_reward(load_reward_model(reward_model),
                                setting.tokenizer, context)
             sampler = GroupSampler(
                 setting.model, load_model(setting.sft)[0],
-                setting.tokenizer, story_requests(requests, seed=1), scorer,
-                SamplingConfig(max_new_tokens=max_new_tokens, seed=seed),
+                setting.tokenizer, asked, scorer,
+                SamplingConfig(max_new_tokens=budget, seed=seed),
                 group_size=group_size,
                 prompts_per_step=batch_size // group_size, updates=2,
                 seed=seed)
