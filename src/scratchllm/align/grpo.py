@@ -20,7 +20,7 @@ from scratchllm.align.dpo import (
     token_logprobs,
 )
 from scratchllm.align.preferences import Request, true_reward
-from scratchllm.align.sampling import answer_text, sample_answers
+from scratchllm.align.sampling import answer_text, fits, sample_answers
 from scratchllm.finetune.chat import ChatExample, end_of_turn_id
 from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.model.gpt import GPT
@@ -154,12 +154,15 @@ def exact_reward(requests: Sequence[Request],
 
 def learned_reward(model: torch.nn.Module, tokenizer: Tokenizer,
                    context_length: int) -> RewardFunction:
-    """A reward model's scores as a GRPO reward function."""
+    """A reward model's scores as a GRPO reward function (an answer too
+    long to score again is scored as empty)."""
     @torch.no_grad()
     def reward(requests: Sequence[Request],
                texts: Sequence[str]) -> list[float]:
-        examples = [encode_answer(tokenizer, r.prompt, t, context_length)
-                    for r, t in zip(requests, texts)]
+        examples = [encode_answer(
+            tokenizer, r.prompt,
+            t if fits(tokenizer, r.prompt, t, context_length) else "",
+            context_length) for r, t in zip(requests, texts)]
         batch = pad(examples, end_of_turn_id(tokenizer))
         device = next(model.parameters()).device
         return model.scores(batch.ids.to(device),

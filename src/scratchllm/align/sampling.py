@@ -39,10 +39,17 @@ def prompt_ids(tokenizer: Tokenizer, prompt: str,
 
 def answer_text(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
     """The text of generated ids, without the special token that
-    stopped them."""
+    stopped them and without bytes that are not valid UTF-8."""
     if ids and ids[-1] in tokenizer.special_tokens.values():
         ids = ids[:-1]
-    return tokenizer.decode(ids)
+    return tokenizer.decode_bytes(ids).decode("utf-8", errors="ignore")
+
+
+def fits(tokenizer: Tokenizer, prompt: str, answer: str,
+         context_length: int) -> bool:
+    """Whether the conversation (prompt, answer) fits in the context."""
+    text = render_chat(conversation(prompt, answer))
+    return len(tokenizer.encode(text)) <= context_length
 
 
 def sample_answers(

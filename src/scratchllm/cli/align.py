@@ -219,7 +219,7 @@ def register(app: typer.Typer) -> None:
             asked = story_requests(requests, seed=1)
             longest = max(len(prompt_ids(setting.tokenizer, r.prompt,
                                          context)) for r in asked)
-            budget = min(max_new_tokens, context - longest - 4)
+            budget = min(max_new_tokens, context - longest - 8)
             if budget < 1:
                 raise ValueError(f"the context of {context} tokens leaves "
                                  "no room for answers")
