@@ -378,6 +378,19 @@ def test_answers_stop_before_special_tokens(tokenizer, sft):
                    for s in specials)
 
 
+def test_answer_text_drops_stop_token_and_broken_bytes(tokenizer):
+    from scratchllm.align.sampling import answer_text, fits
+
+    ids = tokenizer.encode("Mia ran.") + [end_of_turn_id(tokenizer)]
+    assert answer_text(tokenizer, ids) == "Mia ran."
+    half = list("é".encode())[:1]         # half of a two-byte character
+    broken = [tokenizer.byte_ids[b] for b in half]
+    assert tokenizer.decode(broken) == "\ufffd"
+    assert answer_text(tokenizer, broken) == ""
+    assert fits(tokenizer, "Hi", "Mia ran.", CONTEXT)
+    assert not fits(tokenizer, "Hi", "Mia ran. " * 60, CONTEXT)
+
+
 # --- command line -------------------------------------------------------
 
 def run_cli(artifacts, *arguments):
