@@ -11,7 +11,7 @@ import os
 import random
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +87,9 @@ def question(story: Story, task: str, rng: random.Random,
         sentence = split_sentences(parts[0])[0]
         new = rng.choice(rename_pool(story, heldout))
         answer = re.sub(rf"\b{name}\b", new, sentence)
-        return (f"Rewrite with the name {new} instead of {name}: "
-                f"{sentence}", answer)
+        request = (f"Rewrite with the name {new} instead of {name}: "
+                   f"{sentence}")
+        return request, answer
     if task == "write":
         hero = with_articles(f"a {facts['kind']} named {name} who lives "
                              f"in a {facts['where']}")
