@@ -460,6 +460,11 @@ def test_dpo_loss_equals_trl(beta):
                     beta=beta)
     theirs = trl_dpo_loss(per_token, reference, beta)
     assert torch.allclose(ours, theirs, atol=1e-6), (ours, theirs)
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    Accelerator(cpu=True, mixed_precision="bf16")   # TRL's state is gone
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import tempfile
 from types import SimpleNamespace
 
 import torch
+from accelerate.state import AcceleratorState
 
 
 class LogprobStandIn(torch.nn.Module):
@@ -67,6 +68,9 @@ def trl_dpo_loss(per_token: torch.Tensor, reference: torch.Tensor,
               "ref_rejected_logps": rejected}
     with tempfile.TemporaryDirectory() as folder:
         trainer = tiny_trainer(beta, folder)
-        with torch.no_grad():
-            return trainer._compute_loss(LogprobStandIn(per_token), inputs,
-                                         return_outputs=False)
+        try:
+            with torch.no_grad():
+                return trainer._compute_loss(
+                    LogprobStandIn(per_token), inputs, return_outputs=False)
+        finally:
+            AcceleratorState._reset_state(reset_partial_state=True)
