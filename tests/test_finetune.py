@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 
 from scratchllm.cli import app
 from scratchllm.data.storyworld import StoryWorld
+from scratchllm.compliance.checks import source_problems
+from scratchllm.data.pipeline import audit as audit_dataset
 from scratchllm.finetune.chat import end_of_turn_id
 from scratchllm.finetune.data import (
     HELDOUT_NAMES,
@@ -143,12 +145,17 @@ def test_heldout_names_and_places_never_reach_training():
 def test_write_instructions_manifest(tmp_path):
     manifest = write_instructions(tmp_path, {"train": 14, "val": 7,
                                              "heldout": 7})
-    assert manifest["source"]["license"] == "CC0-1.0"
-    assert manifest["files"]["train"]["records"] == 14
+    assert manifest["splits"]["train"]["documents"] == 14
+    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+    # chapter 2's conventions: the audit and the compliance checks pass
+    assert audit_dataset(tmp_path) == []
+    assert source_problems(tmp_path.name, manifest["sources"][0]) == []
     train = load_chat_jsonl(tmp_path / "train.jsonl")
     val = load_chat_jsonl(tmp_path / "val.jsonl")
     assert not {r["story"] for r in train} & {r["story"] for r in val}
-    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+    with (tmp_path / "val.jsonl").open("a") as handle:
+        handle.write('{"messages": [], "license": "CC0-1.0"}\n')
+    assert audit_dataset(tmp_path) == ["val.jsonl: differs from the manifest"]
 
 
 @pytest.mark.parametrize("lines, message", [
