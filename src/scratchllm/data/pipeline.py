@@ -304,7 +304,9 @@ def _audit_split(path: Path, split: dict[str, Any]) -> list[str]:
             documents += 1
             record = json.loads(line)
             unlicensed += not record.get("license")
-            pii.update(f.kind for f in find_pii(record["text"]))
+            text = record.get("text") or "\n".join(  # or a chat record
+                m["content"] for m in record.get("messages", []))
+            pii.update(f.kind for f in find_pii(text))
     if digest.hexdigest() != split["sha256"] or \
             documents != split["documents"]:
         problems.append(f"{path.name}: differs from the manifest")
