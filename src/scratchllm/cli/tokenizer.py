@@ -100,23 +100,42 @@ def encode(
         help="Print each token's text next to its id.")] = False,
 ) -> None:
     """Print the ids of a text (special tokens recognised)."""
-    from scratchllm.tokenizer.bpe import render_token
-
     tokenizer = load_or_fail(tokenizer_dir)
     if text is not None:
-        ids = tokenizer.encode(text)
+        echo_ids(tokenizer.encode(text), tokenizer, show)
     elif file is not None:
         if not file.is_file():
             fail(f"no such file: {file}")
-        with open(file, encoding="utf-8") as lines:
-            ids = list(tokenizer.encode_iterable(lines))
+        with open(file, encoding="utf-8") as handle:
+            echo_ids(tokenizer.encode_iterable(read_chunks(handle)),
+                     tokenizer, show)
     else:
-        ids = list(tokenizer.encode_iterable(sys.stdin))
+        echo_ids(tokenizer.encode_iterable(read_chunks(sys.stdin)),
+                 tokenizer, show)
+
+
+def read_chunks(handle, size: int = 1 << 16):
+    """Fixed-size pieces of a text stream: a single huge line is never
+    held whole; ``encode_iterable`` cuts the stream where it is safe."""
+    return iter(lambda: handle.read(size), "")
+
+
+def echo_ids(ids, tokenizer, show: bool) -> None:
+    """Print ids as they come (one line of ids, or one id and its text
+    per line with ``show``), holding only a batch at a time."""
+    from itertools import islice
+
+    from scratchllm.tokenizer.bpe import render_token
+
     if show:
         for i in ids:
             typer.echo(f"{i}\t{render_token(tokenizer.vocab[i])}")
-    else:
-        typer.echo(" ".join(map(str, ids)))
+        return
+    ids, separator = iter(ids), ""
+    while batch := list(islice(ids, 4096)):
+        typer.echo(separator + " ".join(map(str, batch)), nl=False)
+        separator = " "
+    typer.echo()
 
 
 @tokenizer_app.command()

@@ -28,6 +28,10 @@ def register(app: typer.Typer) -> None:
         resume: Annotated[bool, typer.Option(
             help="Continue from the run folder's latest checkpoint.")
         ] = False,
+        overwrite: Annotated[bool, typer.Option(
+            help="Delete the checkpoints and log an earlier run left in "
+            "the run folder and start over (without it, pretrain refuses "
+            "to touch them).")] = False,
         artifacts_root: Annotated[Optional[str], typer.Option(
             help="Artifact folder (default: the preset's, "
             "_build/artifacts).")] = None,
@@ -40,9 +44,10 @@ def register(app: typer.Typer) -> None:
         """Pretrain a GPT on token shards (chapter 7)."""
         from scratchllm.train import load_config, preset
         from scratchllm.train import pretrain as run_pretraining
+        from scratchllm.data.atomic import FolderLocked
         from scratchllm.train.checkpoint import CheckpointError
 
-        overrides = {"resume": resume}
+        overrides = {"resume": resume, "overwrite": overwrite}
         if artifacts_root is not None:
             overrides["artifacts_root"] = artifacts_root
         if max_steps is not None:
@@ -58,7 +63,8 @@ def register(app: typer.Typer) -> None:
                                            settings.precision)
                 accelerator = Accelerator(mixed_precision=mixed)
             result = run_pretraining(settings, accelerator=accelerator)
-        except (ValueError, FileNotFoundError, CheckpointError) as error:
+        except (ValueError, FileNotFoundError, CheckpointError,
+                FolderLocked) as error:
             fail(str(error))
         if accelerator is None or accelerator.is_main_process:
             typer.echo(
