@@ -69,7 +69,7 @@ def train(
     import time
 
     from scratchllm.tokenizer.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
-    from scratchllm.tokenizer.export import save_hf
+    from scratchllm.tokenizer.export import save_folder
     from scratchllm.tokenizer.train import train_bpe
 
     if pattern not in GPT_PATTERNS:
@@ -82,9 +82,10 @@ def train(
     except ValueError as error:
         fail(str(error))
     seconds = time.perf_counter() - start
-    tokenizer.save(out)
-    if hf:
-        save_hf(tokenizer, out)
+    try:
+        save_folder(tokenizer, out, hf=hf)
+    except OSError as error:
+        fail(str(error))
     typer.echo(f"{tokenizer} trained in {seconds:.1f} s, saved to {out}")
 
 
@@ -191,7 +192,7 @@ def shard(
     try:
         index = write_shards(tokenizer, data_dir, out,
                              splits.split(","), shard_tokens, workers)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
         fail(str(error))
     for split, entries in index["splits"].items():
         tokens = sum(e["tokens"] for e in entries)

@@ -13,8 +13,10 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import IO, Any
 
@@ -123,6 +125,24 @@ def atomic_folder(final: str | Path) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def claim_folder(folder: str | Path, patterns: Iterable[str],
+                 what: str) -> None:
+    """Refuse (FileExistsError) to swap out `folder` when it is a file or
+    holds visible files matching none of `patterns`: a swap would delete
+    what it did not write."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} is a file, not a folder")
+    patterns = list(patterns)
+    foreign = sorted(path.name for path in folder.glob("[!.]*")
+                     if not any(fnmatch(path.name, p) for p in patterns))
+    if foreign:
+        raise FileExistsError(
+            f"{folder} holds files that are not {what} "
+            f"({', '.join(foreign[:3])}); give the {what} a folder of "
+            "their own")
+
+
 def remove_leftovers(folder: str | Path) -> list[Path]:
     """Delete the temporary files and folders that killed writers left
     in `folder` (call it only while holding the folder's lock)."""
@@ -137,6 +157,11 @@ def remove_leftovers(folder: str | Path) -> list[Path]:
 
 
 LOCK = ".lock"
+
+
+def print_note(message: str) -> None:
+    """Print a note for the user on standard error."""
+    print(message, file=sys.stderr)
 
 
 class FolderLocked(RuntimeError):
@@ -156,7 +181,7 @@ def describe_holder(text: str) -> str:
 
 @contextlib.contextmanager
 def folder_lock(folder: str | Path,
-                note: Any = print) -> Iterator[None]:
+                note: Any = print_note) -> Iterator[None]:
     """Hold `folder`'s writer lock for the block, or raise FolderLocked
     naming the holder; a stale lock (its holder gone) is taken over."""
     folder = Path(folder)

@@ -18,8 +18,8 @@ from typing import TypeVar
 
 from tqdm.auto import tqdm
 
-from scratchllm.data.atomic import (atomic_folder, sha256_file,
-                                    write_json_atomic)
+from scratchllm.data.atomic import (atomic_folder, claim_folder,
+                                    sha256_file, write_json_atomic)
 from scratchllm.data.clean import (FilterConfig, decode, language_reason,
                                    normalise, quality_reason, quality_stats)
 from scratchllm.data.dedup import (LSHConfig, exact_duplicates,
@@ -224,6 +224,8 @@ def write_dataset(result: PipelineResult, folder: str | Path,
                   config: PipelineConfig) -> dict[str, Any]:
     """Write train/val JSONL, the dropped list and ``manifest.json``
     into a temporary folder, then swap it in for ``folder``."""
+    claim_folder(folder, ["*.jsonl", "manifest.json", "stats.json"],
+                 "a dataset")
     with atomic_folder(folder) as scratch:
         manifest = _write_dataset_files(result, scratch, dataset, sources,
                                         config)

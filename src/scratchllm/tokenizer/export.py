@@ -104,7 +104,8 @@ def to_hf_json(tokenizer: Tokenizer) -> dict:
     }
 
 
-from scratchllm.data.atomic import atomic_folder, write_text_atomic
+from scratchllm.data.atomic import (atomic_folder, claim_folder,
+                                    write_text_atomic)
 
 
 def save_hf(tokenizer: Tokenizer, folder: str | Path) -> Path:
@@ -128,6 +129,8 @@ def save_folder(tokenizer: Tokenizer, folder: str | Path,
     """Write every file of the tokenizer (ours and, with ``hf``, Hugging
     Face's) into a fresh folder and swap it in whole, so the files in
     ``folder`` always describe one and the same tokenizer."""
+    claim_folder(folder, ["bpe.json", "vocab.txt", "tokenizer*.json"],
+                 "a tokenizer")
     with atomic_folder(folder) as scratch:
         tokenizer.save(scratch)
         if hf:

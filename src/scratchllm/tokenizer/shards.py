@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from scratchllm.data.atomic import (atomic_folder, sha256_file,
-                                    write_json_atomic)
+from scratchllm.data.atomic import (atomic_folder, claim_folder,
+                                    sha256_file, write_json_atomic)
 from scratchllm.data.pipeline import batched, verify_split
 from scratchllm.tokenizer.bpe import Tokenizer, valid_unicode
 
@@ -121,6 +121,7 @@ def write_shards(tokenizer: Tokenizer, data_dir: str | Path,
              "vocab_size": tokenizer.vocab_size,
              "eot_id": tokenizer.eot_id,
              "tokenizer_sha256": tokenizer.sha256(), "splits": {}}
+    claim_folder(out_dir, ["*.bin", "index.json"], "token shards")
     with atomic_folder(out_dir) as scratch:
         for split in splits:
             source = verify_split(data_dir, split)

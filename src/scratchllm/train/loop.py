@@ -396,7 +396,6 @@ def resume(run: Run) -> int:
     """Load the run folder's latest intact checkpoint; return its step."""
     checkpoint = latest_intact(run.run_dir)
     meta = checkpoint.meta
-    check_unchanged(run.config, meta["train_config"], checkpoint.path)
     if meta["tokenizer_sha256"] != run.index.get("tokenizer_sha256"):
         raise CheckpointError(
             f"{checkpoint.path} was trained with another tokenizer: its "
@@ -407,6 +406,7 @@ def resume(run: Run) -> int:
             f"{checkpoint.path} holds another model: "
             f"{meta['model_config']}"
         )
+    check_unchanged(run.config, meta["train_config"], checkpoint.path)
     expected = {"seed": run.config.seed, "position": checkpoint.step}
     if meta["data"] != expected:
         raise CheckpointError(
