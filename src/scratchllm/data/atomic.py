@@ -91,6 +91,17 @@ def exchange(first: Path, second: Path) -> bool:
     return status == 0
 
 
+def alive(pid: str) -> bool:
+    """Whether process `pid` (as text) still runs on this machine."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def replace_folder(new: Path, final: Path) -> None:
     """Put folder `new` at `final`, removing what was there; where the
     system can swap atomically, a copy exists at every moment."""
@@ -112,6 +123,9 @@ def atomic_folder(final: str | Path) -> Iterator[Path]:
     error, flush its files and swap it in as `final`."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}{TEMP_MARK}*"):
+        if not alive(stale.name.rsplit(TEMP_MARK, 1)[1]):
+            shutil.rmtree(stale, ignore_errors=True)
     scratch = temp_name(final)
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()

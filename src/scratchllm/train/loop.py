@@ -597,10 +597,11 @@ def pretrain(
         if accelerator is not None:
             accelerator.wait_for_everyone()
         start = 0
-        if config.resume and has_checkpoint(run.run_dir):
+        saved = has_checkpoint(run_dir) or any(run_dir.glob("step_*"))
+        if config.resume and saved:
             start = resume(run)
         elif run.main:
-            start_fresh(run.run_dir, config.overwrite)
+            start_fresh(run_dir, config.overwrite or config.resume)
         if accelerator is not None:
             accelerator.wait_for_everyone()
         if config.compile:
