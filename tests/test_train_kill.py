@@ -1,15 +1,20 @@
 """Hardening II: real SIGKILLs. A training process is killed at random
-moments (most of them inside `save_checkpoint`, since it saves every
+moments (many of them inside `save_checkpoint`, since it saves every
 step), resumed each time, and must finish with the weights of an
 uninterrupted run, bit for bit; a resharding process killed at random
-moments leaves either the old shards or the new ones, whole."""
+moments leaves either the old shards or the new ones, whole.
+
+The processes are forked from the test (torch already imported, one
+thread), so each start costs milliseconds instead of an import of torch;
+the kill is a real SIGKILL all the same."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import random
-import subprocess
-import sys
+import signal
 import time
 from pathlib import Path
 
@@ -21,17 +26,30 @@ from test_train_loop import TINY_MODEL, artifacts  # noqa: F401
 
 from scratchllm.tokenizer import load_tokenizer
 from scratchllm.tokenizer.shards import read_split, write_shards
-
-TRAIN = """
-import json, sys
-import torch
-torch.set_num_threads(1)
 from scratchllm.train import preset, pretrain
-def on_step(done, record):
-    print(done, flush=True)
-pretrain(preset("ci", **json.loads(sys.argv[1])), on_step=on_step)
-print("finished", flush=True)
-"""
+
+FORK = multiprocessing.get_context("fork")
+
+
+def train(settings: dict, connection) -> None:
+    """The child: train, telling the parent each finished step."""
+    pretrain(preset("ci", **settings),
+             on_step=lambda done, record: connection.send(done))
+    connection.send("finished")
+
+
+def start(target, *args):
+    """Fork `target(*args, connection)`; return the process and the
+    parent's end of the pipe."""
+    parent, child = FORK.Pipe()
+    process = FORK.Process(target=target, args=(*args, child))
+    process.start()
+    return process, parent
+
+
+def kill(process) -> None:
+    os.kill(process.pid, signal.SIGKILL)
+    process.join()
 
 
 def options(artifacts: Path, name: str) -> dict:
@@ -44,13 +62,6 @@ def options(artifacts: Path, name: str) -> dict:
                 device="cpu", resume=True)
 
 
-def start(settings: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", TRAIN,
-                             json.dumps(settings)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-
-
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     latest = json.loads((run_dir / "latest.json").read_text())
     return load_file(run_dir / latest["path"] / "model.safetensors")
@@ -58,30 +69,28 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_training_killed_at_random_moments_resumes_bit_for_bit(artifacts):
-    straight = start(options(artifacts, "straight"))
-    out, err = straight.communicate(timeout=120)
-    assert straight.returncode == 0, err
+    straight, _ = start(train, options(artifacts, "straight"))
+    straight.join(120)
+    assert straight.exitcode == 0
     settings = options(artifacts, "sigkilled")
     run_dir = Path(artifacts) / "ci" / "checkpoints" / "sigkilled"
     rng = random.Random(15)
     kills, inside_save, finished_early = 0, 0, 0
     for _ in range(10):
-        process = start(settings)
-        first = process.stdout.readline()       # training has begun
-        if first.strip() == "finished":
+        process, steps = start(train, settings)
+        assert steps.poll(60)                   # training has begun
+        if steps.recv() == "finished":
             finished_early += 1
-            process.wait()
+            process.join()
             break
         time.sleep(rng.uniform(0.0, 0.25))
-        process.kill()
-        process.wait()
-        if process.returncode == -9:
+        kill(process)
+        if process.exitcode == -signal.SIGKILL:
             kills += 1
             inside_save += bool(list(run_dir.glob(".step_*.tmp-*")))
-    resumed = start(settings)
-    out, err = resumed.communicate(timeout=120)
-    assert resumed.returncode == 0, err
-    assert "finished" in out
+    resumed, _ = start(train, settings)
+    resumed.join(120)
+    assert resumed.exitcode == 0
     expected = final_weights(Path(artifacts) / "ci" / "checkpoints"
                              / "straight")
     got = final_weights(run_dir)
@@ -98,15 +107,10 @@ def test_training_killed_at_random_moments_resumes_bit_for_bit(artifacts):
     assert kills >= 8 and inside_save >= 1
 
 
-SHARD = """
-import sys
-from scratchllm.tokenizer import load_tokenizer
-from scratchllm.tokenizer.shards import write_shards
-tokenizer = load_tokenizer(sys.argv[1])
-print("ready", flush=True)
-write_shards(tokenizer, sys.argv[2], sys.argv[3], shard_tokens=4000)
-print("finished", flush=True)
-"""
+def shard(tokenizer, data: Path, out: Path, connection) -> None:
+    """The child: reshard, after telling the parent it starts."""
+    connection.send("ready")
+    write_shards(tokenizer, data, out, shard_tokens=4000)
 
 
 def split_tokens(folder: Path) -> list[np.ndarray]:
@@ -134,13 +138,10 @@ def test_sharding_killed_at_random_moments_keeps_whole_shards(artifacts,
     rng = random.Random(3)
     outcomes = {"old": 0, "new": 0}
     for _ in range(6):
-        process = subprocess.Popen(
-            [sys.executable, "-c", SHARD, str(A / "tokenizer"),
-             str(bigger), str(out)], stdout=subprocess.PIPE, text=True)
-        process.stdout.readline()
+        process, ready = start(shard, tokenizer, bigger, out)
+        assert ready.recv() == "ready"
         time.sleep(rng.uniform(0.0, 1.0))
-        process.kill()
-        process.wait()
+        kill(process)
         now = split_tokens(out)          # read_split checks every shard
         if all(np.array_equal(a, b) for a, b in zip(now, old)):
             outcomes["old"] += 1
