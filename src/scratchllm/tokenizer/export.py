@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from scratchllm.data.atomic import (atomic_folder, claim_folder,
+                                    write_text_atomic)
 from scratchllm.tokenizer.bpe import EOT, GPT2_SPLIT_PATTERN, Tokenizer
 
 if TYPE_CHECKING:
@@ -102,10 +104,6 @@ def to_hf_json(tokenizer: Tokenizer) -> dict:
                        for a, b in tokenizer.merges],
         },
     }
-
-
-from scratchllm.data.atomic import (atomic_folder, claim_folder,
-                                    write_text_atomic)
 
 
 def save_hf(tokenizer: Tokenizer, folder: str | Path) -> Path:
