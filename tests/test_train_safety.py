@@ -127,6 +127,11 @@ def test_generation_refuses_another_tokenizer(artifacts, tmp_path):
         "--tokenizer", str(other), "--max-new-tokens", "4"])
     assert ran.exit_code == 1
     assert "another tokenizer" in ran.output
+    exported = CliRunner().invoke(app, [
+        "model", "export", str(result.run_dir), "--out", str(tmp_path / "hf"),
+        "--tokenizer", str(other), "--no-check"])
+    assert exported.exit_code == 1
+    assert "another tokenizer" in exported.output
 
 
 def test_pretrain_command_refuses_to_overwrite(artifacts, tmp_path):

@@ -123,11 +123,12 @@ def export(
         fail(f"cannot load {checkpoint}: {error}")
     loaded_tokenizer = None
     if tokenizer is not None:
-        from scratchllm.tokenizer import load_tokenizer
+        from scratchllm.train.checkpoint import (CheckpointError,
+                                                 matching_tokenizer)
 
         try:
-            loaded_tokenizer = load_tokenizer(tokenizer)
-        except (FileNotFoundError, ValueError) as error:
+            loaded_tokenizer = matching_tokenizer(checkpoint, tokenizer)
+        except (FileNotFoundError, ValueError, CheckpointError) as error:
             fail(f"cannot load tokenizer {tokenizer}: {error}")
     try:
         export_hf(model, out, tokenizer=loaded_tokenizer)
