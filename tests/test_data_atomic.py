@@ -122,3 +122,18 @@ def test_readers_refuse_a_split_that_differs_from_the_manifest(tmp_path):
         verify_split(folder, "train")
     with pytest.raises(FileNotFoundError, match="no test split"):
         verify_split(folder, "test")
+
+
+def test_prepare_command_refuses_a_folder_of_other_files(tmp_path):
+    from typer.testing import CliRunner
+
+    from scratchllm.cli import app
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    ran = CliRunner().invoke(app, ["data", "prepare", "storyworld",
+                                   "--documents", "30", "--out", str(out)])
+    assert ran.exit_code == 1
+    assert "error:" in ran.output and "thesis.tex" in ran.output
+    assert (out / "thesis.tex").read_text() == "precious"

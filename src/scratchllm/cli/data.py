@@ -121,7 +121,12 @@ def register(app: typer.Typer) -> None:
         config = PipelineConfig(val_fraction=val_fraction)
         start = time.perf_counter()
         result = run_pipeline(docs, config, workers=workers)
-        manifest = write_dataset(result, folder, dataset, sources, config)
+        try:
+            manifest = write_dataset(result, folder, dataset, sources,
+                                     config)
+        except FileExistsError as error:
+            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
         seconds = time.perf_counter() - start
         for stage in manifest["stages"]:
             typer.echo(f"{stage['stage']:>12}: {stage['in']:>8} in "
