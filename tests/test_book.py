@@ -233,7 +233,7 @@ def test_roadmap_links_chapters_and_shows_measured_times(mini: Path) -> None:
     assert "ci: 12 s" in graph
     table = roadmap.table(book, timings)
     assert "{doc}`1. 01_first <01_first>`" in table
-    assert "| 12 s |" in table and "| — |" in table
+    assert "| 12 s, $0.00017 |" in table and "| — |" in table
 
 
 def test_the_real_book_is_tangled_and_clean(root: Path) -> None:

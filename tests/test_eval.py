@@ -335,7 +335,8 @@ def artifacts(tmp_path_factory, stories, tokenizer, tiny_model) -> Path:
     save_checkpoint(folder / "checkpoints" / "pretrain", 1,
                     tiny_model.state_dict(),
                     {"state": {}, "param_groups": []},
-                    {"model_config": tiny_model.config.to_dict()})
+                    {"model_config": tiny_model.config.to_dict(),
+                     "train_config": {"eval_tokens": 4096}})
     return root
 
 

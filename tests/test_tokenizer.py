@@ -29,6 +29,7 @@ from scratchllm.tokenizer.export import (
 )
 from scratchllm.tokenizer.shards import read_split, write_shards
 from scratchllm.tokenizer.train import (
+    SmallVocabularyWarning,
     count_pretokens,
     learn_merges,
     learn_merges_naive,
@@ -142,9 +143,10 @@ def test_truncate_equals_shorter_training():
 def test_training_errors_are_readable():
     with pytest.raises(ValueError, match="at least 260"):
         train_bpe(["abc"], 100)
-    with pytest.raises(ValueError, match="only 2 merges, so vocab_size can "
-                       "be at most 262"):
-        train_bpe(["abc"], 256 + 10 + len(SPECIAL_TOKENS))
+    with pytest.warns(SmallVocabularyWarning, match="only 2 merges: the "
+                      "vocabulary has 262 tokens, not 270"):
+        small = train_bpe(["abc"], 256 + 10 + len(SPECIAL_TOKENS))
+    assert small.vocab_size == 262 and len(small.merges) == 2
 
 
 def test_special_tokens_never_enter_training():

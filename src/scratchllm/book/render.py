@@ -8,9 +8,11 @@ chapters' front matter and the measured timings.
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from scratchllm.book import roadmap
@@ -50,6 +52,80 @@ def downloads_cell(chapter: Chapter) -> dict:
     return nbformat.v4.new_markdown_cell(
         f"```{{only}} html\n**Downloads:** {links}\n```"
     )
+
+
+def exercise_notebooks(root: Path) -> list[Path]:
+    """The exercise notebooks, ``exercises/NN_slug.md``, in order."""
+    return sorted((root / "exercises").glob("[0-9][0-9]_*.md"))
+
+
+def checks_zip(checks: Path) -> bytes:
+    """The ``checks`` package as a zip, byte-identical for the same files
+    (fixed dates), so a learner can run a downloaded exercise notebook."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(checks.rglob("*.py")):
+            if "__pycache__" in path.parts:
+                continue
+            name = f"checks/{path.relative_to(checks).as_posix()}"
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def write_exercise_downloads(root: Path, downloads: Path) -> list[Path]:
+    """Write the clean ``.ipynb`` and the ``.py`` script of every exercise
+    notebook, and ``checks.zip``, into ``downloads``; return the paths."""
+    import jupytext
+
+    written = []
+    for source in exercise_notebooks(root):
+        try:
+            notebook = jupytext.read(source)
+        except Exception as error:  # jupytext raises many kinds
+            raise BookError(
+                f"{source.relative_to(root)}: cannot read: {error}"
+            ) from error
+        for suffix, fmt in ((".ipynb", "ipynb"), (".py", "py:percent")):
+            path = downloads / f"{source.stem}{suffix}"
+            text = jupytext.writes(notebook, fmt=fmt)
+            write_if_changed(path, text.encode("utf-8"))
+            written.append(path)
+    checks = root / "exercises" / "checks"
+    if checks.is_dir():
+        write_if_changed(downloads / "checks.zip", checks_zip(checks))
+        written.append(downloads / "checks.zip")
+    return written
+
+
+def exercise_downloads_block(stem: str) -> str:
+    """A MyST block (HTML only) linking an exercise page's downloads."""
+    links = " · ".join([
+        f"{{download}}`notebook </downloads/exercises/{stem}.ipynb>`",
+        f"{{download}}`Python script </downloads/exercises/{stem}.py>`",
+        "{download}`checks (unzip next to the notebook) "
+        "</downloads/exercises/checks.zip>`",
+    ])
+    return f"```{{only}} html\n**Downloads:** {links}\n```\n"
+
+
+def staged_exercise(source: Path) -> bytes:
+    """An exercise page with its downloads block after its heading."""
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    body = 0  # the first line after the front matter
+    if lines and lines[0].rstrip() == "---":
+        body = next((i + 1 for i, line in enumerate(lines[1:], start=1)
+                     if line.rstrip() == "---"), len(lines))
+    inside_code = False
+    for index, line in enumerate(lines[body:], start=body):
+        if line.startswith("```"):
+            inside_code = not inside_code
+        elif not inside_code and line.startswith(HEADING):
+            block = "\n" + exercise_downloads_block(source.stem)
+            lines.insert(index + 1, block)
+            break
+    return "".join(lines).encode("utf-8")
 
 
 def staged_notebook(chapter: Chapter, executed: Path) -> bytes:
@@ -92,6 +168,10 @@ def stage(root: Path) -> Path:
         )
         downloads = build / "downloads"
         shutil.copyfile(executed, downloads / f"{chapter.stem}.executed.ipynb")
+    write_exercise_downloads(root, build / "downloads" / "exercises")
+    for source in exercise_notebooks(root):
+        write_if_changed(staged / "exercises" / source.name,
+                         staged_exercise(source))
     copy_tree(build / "downloads", staged / "downloads", skip=set())
     timings = roadmap.load_timings(build / "timings")
     write_if_changed(staged / "book" / "roadmap.dot",

@@ -1,5 +1,6 @@
 """The roadmap: a dependency graph of chapters and artifacts, drawn from
-the chapters' front matter, with the run time measured for each profile."""
+the chapters' front matter, with the run time measured for each profile
+and what that time costs at a dated price table."""
 
 from __future__ import annotations
 
@@ -9,6 +10,61 @@ from pathlib import Path
 from typing import Any
 
 from scratchllm.book.chapters import PROFILES, Chapter
+
+#: On-demand price of one CPU core (vCPU) for an hour, to price runs
+#: measured on CPUs: AWS m7i.large (2 vCPUs, us-east-1) at $0.1008/h.
+#: GPUs are priced from chapter 7's table (``scratchllm.train.monitor``).
+CPU_CORE_USD_PER_HOUR = 0.0504
+CPU_PRICE_SOURCE = "AWS m7i.large on demand, us-east-1"
+#: The month the CPU price was read; prices change, check them.
+CPU_PRICE_AS_OF = "2025-06"
+GPU_KEYS = ("h200", "h100", "a100", "l4", "a10", "4090", "t4")
+
+
+def machine_price(info: dict[str, Any]) -> tuple[float, str] | None:
+    """(USD per hour, how it was priced) of the machine a profile ran on,
+    or None for a GPU the price table does not know."""
+    gpu = info.get("gpu")
+    if gpu:
+        from scratchllm.train.monitor import HARDWARE
+
+        name, count = gpu.lower(), int(info.get("gpu_count", 1))
+        for key in GPU_KEYS:
+            if key in name:
+                hardware = next(h for h in HARDWARE.values()
+                                if key in h.name)
+                return (count * hardware.usd_per_hour,
+                        f"{count} x {hardware.name} at "
+                        f"${hardware.usd_per_hour:.2f}/h")
+        return None
+    cores = int(info.get("cpu_count") or 1)
+    return (cores * CPU_CORE_USD_PER_HOUR,
+            f"{cores} x ${CPU_CORE_USD_PER_HOUR:.4f}/h per core "
+            f"({CPU_PRICE_SOURCE})")
+
+
+def money(dollars: float | None) -> str:
+    """A short reading of a cost in US dollars."""
+    if dollars is None:
+        return "—"
+    if dollars == 0:
+        return "$0"
+    if dollars < 0.01:  # a CPU chapter: a fraction of a cent
+        return f"${dollars:.2g}"
+    if dollars < 100:
+        return f"${dollars:.2f}"
+    return f"${dollars:,.0f}"
+
+
+def chapter_cost(
+    timings: dict[str, dict[str, Any]], profile: str, stem: str
+) -> float | None:
+    """What one chapter's measured run costs on its profile's machine."""
+    seconds = chapter_seconds(timings, profile, stem)
+    price = machine_price(timings.get(profile, {}).get("machine", {}))
+    if seconds is None or price is None:
+        return None
+    return seconds / 3600 * price[0]
 
 
 def load_timings(timings: Path) -> dict[str, dict[str, Any]]:
@@ -42,6 +98,8 @@ def chapter_seconds(
 
 def label(chapter: Chapter) -> str:
     """A chapter's name as the roadmap shows it."""
+    if chapter.meta.get("appendix"):
+        return f"Appendix {chapter.meta['appendix']}. {chapter.title}"
     if chapter.number:
         return f"{chapter.number}. {chapter.title}"
     return chapter.title
@@ -87,10 +145,22 @@ def dot(book: list[Chapter], timings: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def time_and_cost(
+    timings: dict[str, dict[str, Any]], profile: str, stem: str
+) -> str:
+    """One roadmap cell: measured time and its cost, or a dash."""
+    seconds = chapter_seconds(timings, profile, stem)
+    if seconds is None:
+        return "—"
+    cost = chapter_cost(timings, profile, stem)
+    return f"{duration(seconds)}, {money(cost)}"
+
+
 def table(book: list[Chapter], timings: dict[str, dict[str, Any]]) -> str:
     """The roadmap as a MyST table: links, tracks, artifacts, run times."""
     measured = [p for p in PROFILES if p in timings]
-    head = ["Step", "Tracks (B/P/R)", "Reads", "Writes"] + measured
+    head = ["Step", "Tracks (B/P/R)", "Reads", "Writes"] + [
+        f"{p}: time, cost" for p in measured]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for chapter in book:
         cells = [
@@ -99,10 +169,21 @@ def table(book: list[Chapter], timings: dict[str, dict[str, Any]]) -> str:
             ", ".join(f"`{a}`" for a in chapter.reads) or "—",
             ", ".join(f"`{a}`" for a in chapter.writes) or "—",
         ] + [
-            duration(chapter_seconds(timings, p, chapter.stem))
-            for p in measured
+            time_and_cost(timings, p, chapter.stem) for p in measured
         ]
         rows.append("| " + " | ".join(cells) + " |")
+    if measured:
+        totals = ["**Whole book**", "", "", ""]
+        for profile in measured:
+            seconds = [chapter_seconds(timings, profile, c.stem)
+                       for c in book]
+            costs = [chapter_cost(timings, profile, c.stem) for c in book]
+            known = [s for s in seconds if s is not None]
+            priced = [c for c in costs if c is not None]
+            totals.append(
+                f"{duration(sum(known) if known else None)}, "
+                f"{money(sum(priced) if priced else None)}")
+        rows.append("| " + " | ".join(totals) + " |")
     return "\n".join(rows) + "\n"
 
 
@@ -112,14 +193,20 @@ def machines(timings: dict[str, dict[str, Any]]) -> str:
     for profile, entry in timings.items():
         info = entry.get("machine", {})
         where = info.get("gpu") or f"{info.get('cpu_count', '?')} CPU cores"
+        price = machine_price(info)
+        priced = (f"priced at {money(price[0])}/h ({price[1]})" if price
+                  else "not priced (a GPU the price table does not know)")
         lines.append(
-            f"- `{profile}`: {where}, torch {info.get('torch', '?')}"
+            f"- `{profile}`: {where}, torch {info.get('torch', '?')}; "
+            f"{priced}"
         )
     return "\n".join(lines) + "\n" if lines else ""
 
 
 def page(book: list[Chapter], timings: dict[str, dict[str, Any]]) -> str:
     """The MyST fragment the preface includes: graph, table, machines."""
+    from scratchllm.train.monitor import PRICES_AS_OF as GPU_PRICES_AS_OF
+
     measured = machines(timings) or (
         "No chapter has been executed yet: run "
         "`scratchllm book execute` to measure the times.\n"
@@ -128,10 +215,14 @@ def page(book: list[Chapter], timings: dict[str, dict[str, Any]]) -> str:
         "```{graphviz} roadmap.dot\n"
         ":caption: The roadmap: chapters (blue; click one to open it) and "
         "the artifacts they write and read (yellow), with the measured "
-        "run time of each chapter per profile.\n"
+        "run time of each chapter per profile; the table adds its cost."
+        "\n"
         ":align: center\n```\n\n"
         + table(book, timings)
         + "\nTracks: B beginner, P practitioner, R researcher. "
+        "Costs are the measured time at on-demand cloud prices (CPU as of "
+        f"{CPU_PRICE_AS_OF}, GPUs as of {GPU_PRICES_AS_OF}; check current "
+        "prices). "
         "Run times were measured by the executor on:\n\n"
         + measured
     )

@@ -59,7 +59,8 @@ def train(
         help="Training text: .jsonl files (field 'text') or text files.")],
     out: Annotated[Path, typer.Option(help="Folder to save into.")],
     vocab_size: Annotated[int, typer.Option(
-        help="Tokens in all: 256 bytes + merges + special tokens.")] = 4096,
+        help="Tokens in all: 256 bytes + merges + special tokens (fewer, "
+        "with a note, if the text runs out of pairs).")] = 4096,
     pattern: Annotated[str, typer.Option(
         help="Split pattern: gpt4 or gpt2.")] = "gpt4",
     hf: Annotated[bool, typer.Option(
@@ -67,10 +68,11 @@ def train(
 ) -> None:
     """Train a tokenizer and save it (bpe.json, vocab.txt, tokenizer.json)."""
     import time
+    import warnings
 
     from scratchllm.tokenizer.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
     from scratchllm.tokenizer.export import save_folder
-    from scratchllm.tokenizer.train import train_bpe
+    from scratchllm.tokenizer.train import SmallVocabularyWarning, train_bpe
 
     if pattern not in GPT_PATTERNS:
         fail(f"--pattern must be one of {', '.join(GPT_PATTERNS)}")
@@ -78,9 +80,13 @@ def train(
     texts = read_corpus(inputs)
     start = time.perf_counter()
     try:
-        tokenizer = train_bpe(texts, vocab_size, split, progress=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SmallVocabularyWarning)
+            tokenizer = train_bpe(texts, vocab_size, split, progress=True)
     except ValueError as error:
         fail(str(error))
+    for warning in caught:
+        typer.echo(f"note: {warning.message}", err=True)
     seconds = time.perf_counter() - start
     try:
         save_folder(tokenizer, out, hf=hf)
@@ -216,6 +222,7 @@ def bench(
     """Time training (ours vs HF tokenizers), encoding (ours vs tiktoken)
     and streaming memory. Prints JSON; not part of the tests."""
     import tempfile
+    import warnings
 
     from scratchllm.tokenizer.bench import (
         compare_training,
@@ -223,7 +230,7 @@ def bench(
         streaming_peak_memory,
         write_text_of_size,
     )
-    from scratchllm.tokenizer.train import train_bpe
+    from scratchllm.tokenizer.train import SmallVocabularyWarning, train_bpe
 
     documents = read_corpus([text])
     corpus = "\n\n".join(documents).encode("utf-8")
@@ -237,10 +244,15 @@ def bench(
     typer.echo(f"training on {report['megabytes']:.1f} MB, "
                f"vocab {vocab_size}, {repeats} repeats...", err=True)
     try:
-        report["training"] = compare_training(docs, vocab_size, repeats)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SmallVocabularyWarning)
+            report["training"] = compare_training(docs, vocab_size, repeats)
+            tokenizer = train_bpe(docs, vocab_size)
     except ValueError as error:
-        fail(f"{text}: {error}; pass a smaller --vocab-size")
-    tokenizer = train_bpe(docs, vocab_size)
+        fail(f"{text}: {error}")
+    if caught:
+        typer.echo(f"note: {caught[-1].message}", err=True)
+        report["vocab_size"] = tokenizer.vocab_size
     sample = corpus[:2_000_000].decode("utf-8", "ignore")
     report["encoding"] = encoding_speed(tokenizer, sample, repeats)
     sizes = [float(s) for s in stream_megabytes.split(",") if s.strip()]

@@ -78,6 +78,9 @@ def register(app: typer.Typer) -> None:
     def estimate(
         params: Annotated[Optional[str], typer.Option(
             help="Model size, e.g. 124M or 7B.")] = None,
+        model: Annotated[Optional[str], typer.Option(
+            help="A model preset instead of --params (ci, laptop, gpu, "
+            "gpt2-small): its exact parameter count.")] = None,
         tokens: Annotated[Optional[str], typer.Option(
             help="Training tokens, e.g. 10B (default: 20 per parameter)."
         )] = None,
@@ -100,7 +103,14 @@ def register(app: typer.Typer) -> None:
             parse_count,
         )
 
+        sizes = [name for name, value in (("--params", params),
+                                          ("--model", model),
+                                          ("--flops", flops))
+                 if value is not None]
         if list_hardware:
+            if sizes or tokens is not None:
+                fail("error: --list prints the hardware table only; give "
+                     "it without a model size")
             typer.echo(f"prices as of {PRICES_AS_OF} (on-demand, USD per "
                        "device-hour; check current prices)")
             for hw in HARDWARE.values():
@@ -108,30 +118,48 @@ def register(app: typer.Typer) -> None:
                            f"{hw.memory_gb:5.0f} GB  ${hw.usd_per_hour:5.2f}"
                            f"  {hw.note}")
             return
+        if len(sizes) > 1:
+            fail(f"error: {' and '.join(sizes)} conflict: give one of "
+                 "--params, --model or --flops")
+        if flops is not None and tokens is not None:
+            fail("error: --flops picks the token count itself; give "
+                 "--tokens with --params or --model instead")
+        if not sizes:
+            fail("error: give --params or --model (and optionally "
+                 "--tokens), or --flops")
         try:
             if flops is not None:
                 n, d = CHINCHILLA_REFIT.compute_optimal(parse_count(flops))
                 typer.echo(f"compute-optimal for {parse_count(flops):.3g} "
                            f"FLOPs ({CHINCHILLA_REFIT.source}): "
                            f"{n:.3g} params, {d:.3g} tokens")
-            elif params is not None:
-                n = parse_count(params)
-                d = parse_count(tokens) if tokens else 20 * n
             else:
-                fail("give --params (and optionally --tokens) or --flops")
+                if model is not None:
+                    from scratchllm.model.config import ModelConfig
+                    from scratchllm.model.estimate import count_parameters
+
+                    n = float(count_parameters(ModelConfig.preset(model)))
+                else:
+                    n = parse_count(params)
+                d = parse_count(tokens) if tokens else 20 * n
             e = estimate_run(n, d, hardware, devices, mfu)
         except ValueError as error:
-            fail(str(error))
+            fail(f"error: {error}")
         typer.echo(
-            f"params {e.params:.3g}, tokens {e.tokens:.3g} "
+            f"params {e.params:.3g}"
+            + (f" (preset {model})" if model else "")
+            + f", tokens {e.tokens:.3g} "
             f"({e.tokens / e.params:.0f} per param)\n"
             f"compute  {e.flops:.3g} FLOPs (6 N D)\n"
-            f"memory   {e.state_gb:.1f} GB of training state (16 B/param, "
-            f"no activations); {e.state_gb_per_device:.1f} GB per device "
-            f"fully sharded: {'fits' if e.fits else 'does NOT fit'}\n"
-            f"time     {e.hours:.1f} h on {e.devices} x {e.hardware} at "
+            f"memory   {e.state_gb:.3g} GB of training state (16 B/param, "
+            f"no activations); {e.state_gb_per_device:.3g} GB per device "
+            f"fully sharded: {'fits' if e.fits else 'does NOT fit'} in "
+            f"{HARDWARE[e.hardware].memory_gb:.0f} GB\n"
+            f"time     {e.hours:.3g} h on {e.devices} x {e.hardware} at "
             f"{e.mfu:.0%} MFU\n"
-            f"cost     ${e.dollars:,.0f} (prices as of {e.prices_as_of})")
+            f"cost     ${e.dollars:,.2f} at "
+            f"${HARDWARE[e.hardware].usd_per_hour:.2f} per device-hour "
+            f"(prices as of {e.prices_as_of})")
 
     @app.command("bench-train")
     def bench_train(

@@ -11,8 +11,12 @@ Scratch*.
 from collections import Counter
 from collections.abc import Sequence
 import unicodedata
+import sys
+from collections.abc import Mapping
+from itertools import repeat
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 import json
 
@@ -82,8 +86,61 @@ def valid_unicode(text: str) -> str:
     return text
 
 
+NO_MERGE = sys.maxsize
+
+
+def encode_piece_naive(piece: bytes, merges: Mapping[Pair, int],
+                       byte_ids: Sequence[int]) -> list[int]:
+    """Reference BPE on one pre-token: merge the pair of lowest rank
+    everywhere, until no adjacent pair is a known merge."""
+    ids = [byte_ids[b] for b in piece]
+    while len(ids) > 1:
+        pair = min(zip(ids, ids[1:]),
+                   key=lambda p: merges.get(p, NO_MERGE))
+        if pair not in merges:
+            break
+        ids = merge_pair(ids, pair, merges[pair])
+    return ids
+
+
+def encode_piece(piece: bytes, merges: Mapping[Pair, int],
+                 byte_ids: Sequence[int]) -> list[int]:
+    """The ids of :func:`encode_piece_naive`, merging by rank with the
+    ranks of adjacent pairs kept in a list (a merge's id is its rank)."""
+    ids = list(map(byte_ids.__getitem__, piece))
+    rank = merges.get
+    ranks = list(map(rank, zip(ids, ids[1:]), repeat(NO_MERGE)))
+    while ranks:
+        best = min(ranks)
+        if best == NO_MERGE:
+            break
+        i = ranks.index(best)
+        ids[i:i + 2] = (best,)
+        del ranks[i]
+        if i:
+            ranks[i - 1] = rank((ids[i - 1], best), NO_MERGE)
+        if i < len(ranks):
+            ranks[i] = rank((best, ids[i + 1]), NO_MERGE)
+    return ids
+
+
 CACHE_SIZE = 1 << 16
 STREAMING_PATTERNS = (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN)
+
+
+class PieceCache(dict):
+    """Pre-token -> ids. A missing pre-token is encoded and stored; the
+    cache is emptied when it holds ``CACHE_SIZE`` pre-tokens."""
+
+    def __init__(self, encode: Callable[[bytes], list[int]]) -> None:
+        super().__init__()
+        self.encode = encode
+
+    def __missing__(self, piece: str) -> list[int]:
+        if len(self) >= CACHE_SIZE:
+            self.clear()
+        ids = self[piece] = self.encode(piece.encode("utf-8"))
+        return ids
 
 
 def safe_cuts(pattern: str,
@@ -143,7 +200,7 @@ class Tokenizer:
             "(" + "|".join(map(regex.escape, longest_first)) + ")"
         ) if longest_first else None
         self._safe_cuts = safe_cuts(pattern, self.special_tokens)
-        self._cache: dict[str, list[int]] = {}
+        self._cache = PieceCache(self._encode_piece)
 
     @classmethod
     def from_merges(cls, merges: Sequence[Pair], pattern: str,
@@ -169,30 +226,12 @@ class Tokenizer:
         return self.special_tokens[EOT]
 
     def _encode_piece(self, piece: bytes) -> list[int]:
-        """BPE on one pre-token: merge the lowest-ranked pair until none
-        of the adjacent pairs is a known merge."""
-        ids = [self.byte_ids[b] for b in piece]
-        merges = self.merges
-        while len(ids) > 1:
-            pair = min(zip(ids, ids[1:]),
-                       key=lambda p: merges.get(p, float("inf")))
-            if pair not in merges:
-                break
-            ids = merge_pair(ids, pair, merges[pair])
-        return ids
+        return encode_piece(piece, self.merges, self.byte_ids)
 
     def _encode_text(self, text: str) -> list[int]:
-        ids: list[int] = []
-        cache = self._cache
-        for piece in self._split.findall(text):
-            piece_ids = cache.get(piece)
-            if piece_ids is None:
-                piece_ids = self._encode_piece(piece.encode("utf-8"))
-                if len(cache) >= CACHE_SIZE:
-                    cache.clear()
-                cache[piece] = piece_ids
-            ids.extend(piece_ids)
-        return ids
+        pieces = self._split.findall(text)
+        return list(chain.from_iterable(map(self._cache.__getitem__,
+                                            pieces)))
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode ``text``, treating special tokens as plain text."""

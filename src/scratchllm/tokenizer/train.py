@@ -12,6 +12,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 import heapq
 from collections import defaultdict
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+import warnings
 
 import regex
 from tqdm.auto import tqdm
@@ -70,68 +74,147 @@ def learn_merges_naive(pretokens: Mapping[str, int],
     return merges
 
 
+MAX_ID = 0x10FFFF
+
+
 def reverse_key(token: bytes) -> str:
     """A string that sorts in the reverse order of ``token``'s bytes."""
     return "".join(chr(255 - b) for b in token) + chr(256)
 
 
+class PairTable:
+    """Pair counts, the index pair -> pre-tokens, and a lazy max-heap.
+
+    A pre-token is a string of ``chr(id)``, a pair a string of two."""
+
+    def __init__(self, words: list[str], counts: list[int]) -> None:
+        self.words, self.counts = words, counts
+        self.where: dict[str, list[int]] = defaultdict(list)
+        for w, word in enumerate(words):
+            for pair in map(str.__add__, word, word[1:]):
+                self.where[pair].append(w)
+        self.count: dict[str, int] = defaultdict(int, {
+            pair: self.total(ws) for pair, ws in self.where.items()})
+        self.key = {chr(b): reverse_key(bytes([b])) for b in range(256)}
+        self.heap = [self.entry(pair) for pair in self.count]
+        heapq.heapify(self.heap)
+
+    def entry(self, pair: str) -> tuple[int, str, str]:
+        """The heap entry of ``pair``: smallest = most frequent, then the
+        greatest bytes (then the smallest ids)."""
+        return -self.count[pair], self.key[pair[0]] + self.key[pair[1]], pair
+
+    def pop_best(self) -> str | None:
+        """Remove and return the best pair (None when none is left). An
+        entry whose count is too high is pushed back with the true count;
+        one whose count is too low has a newer twin and is dropped."""
+        heap, count = self.heap, self.count
+        while heap:
+            stored, key, pair = heap[0]
+            true = count.get(pair, 0)
+            if true == -stored:
+                heapq.heappop(heap)
+                del count[pair]
+                return pair
+            if 0 < true < -stored:
+                heapq.heapreplace(heap, (-true, key, pair))
+            else:
+                heapq.heappop(heap)
+        return None
+
+    def total(self, ws: list[int]) -> int:
+        """The summed frequency of pre-tokens ``ws`` (a pre-token listed
+        twice counts twice)."""
+        return sum(map(self.counts.__getitem__, ws))
+
+    def recount(self, w: int, old_word: str, new: str) -> None:
+        """Replace the pairs of ``old_word`` by those of pre-token ``w``."""
+        count, word = self.counts[w], self.words[w]
+        for pair in map(str.__add__, old_word, old_word[1:]):
+            self.count[pair] -= count
+        grown = set()
+        for pair in map(str.__add__, word, word[1:]):
+            self.count[pair] += count
+            if new in pair:
+                self.where[pair].append(w)
+                grown.add(pair)
+        for pair in grown:
+            heapq.heappush(self.heap, self.entry(pair))
+
+
+def merge_everywhere(table: PairTable, pair: str, new: str) -> None:
+    """Replace ``pair`` by the token ``new`` in every pre-token holding it,
+    and update the counts, the index and the heap."""
+    words = table.words
+    before: dict[str, list[int]] = defaultdict(list)
+    after: dict[str, list[int]] = defaultdict(list)
+    repeated = []
+    for w in table.where.pop(pair):
+        word = words[w]
+        merged = word.replace(pair, new)
+        size = len(merged)
+        if size == len(word) - 1:
+            words[w] = merged
+            i = merged.find(new)
+            if i:
+                before[merged[i - 1]].append(w)
+            if i + 1 < size:
+                after[merged[i + 1]].append(w)
+        elif size < len(word):
+            words[w] = merged
+            repeated.append((w, word))
+    a, b = pair
+    count, where, key, heap = table.count, table.where, table.key, table.heap
+    weight, new_key = table.counts.__getitem__, key[new]
+    for x, ws in before.items():
+        count[x + new] = moved = sum(map(weight, ws))
+        count[x + a] -= moved
+        where[x + new] = ws
+        heapq.heappush(heap, (-moved, key[x] + new_key, x + new))
+    for y, ws in after.items():
+        count[new + y] = moved = sum(map(weight, ws))
+        count[b + y] -= moved
+        where[new + y] = ws
+        heapq.heappush(heap, (-moved, new_key + key[y], new + y))
+    for w, word in repeated:
+        table.recount(w, word, new)
+
+
+@contextmanager
+def cycle_collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector, and restore it afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def learn_merges(pretokens: Mapping[str, int], num_merges: int,
                  progress: bool = False) -> list[Pair]:
     """The merges of :func:`learn_merges_naive`, computed incrementally."""
-    words = [list(p.encode("utf-8")) for p in pretokens]
-    counts = list(pretokens.values())
-    pair_counts: dict[Pair, int] = defaultdict(int)
-    where: dict[Pair, set[int]] = defaultdict(set)
-    for w, (ids, count) in enumerate(zip(words, counts)):
-        for pair in zip(ids, ids[1:]):
-            pair_counts[pair] += count
-            where[pair].add(w)
-    keys = [reverse_key(bytes([b])) for b in range(256)]
-    heap = [(-n, keys[a] + keys[b], (a, b))
-            for (a, b), n in pair_counts.items()]
-    heapq.heapify(heap)
+    words = [p.encode("utf-8").decode("latin-1") for p in pretokens]
     merges: list[Pair] = []
     quiet = {} if progress else {"disable": True}
-    for new_id in tqdm(range(256, 256 + num_merges), desc="BPE merges",
-                       mininterval=1.0, **quiet):
-        while heap and pair_counts.get(heap[0][2], 0) != -heap[0][0]:
-            heapq.heappop(heap)
-        if not heap:
-            break
-        a, b = best = heapq.heappop(heap)[2]
-        del pair_counts[best]
-        merges.append(best)
-        keys.append(keys[a][:-1] + keys[b])
-        delta: dict[Pair, int] = defaultdict(int)
-        for w in where.pop(best):
-            ids, count = words[w], counts[w]
-            merged: list[int] = []
-            i = 0
-            while i < len(ids):
-                if ids[i] == a and i + 1 < len(ids) and ids[i + 1] == b:
-                    if merged:
-                        delta[merged[-1], a] -= count
-                        delta[merged[-1], new_id] += count
-                        where[merged[-1], new_id].add(w)
-                    if i + 2 < len(ids):
-                        delta[b, ids[i + 2]] -= count
-                        delta[new_id, ids[i + 2]] += count
-                        where[new_id, ids[i + 2]].add(w)
-                    merged.append(new_id)
-                    i += 2
-                else:
-                    merged.append(ids[i])
-                    i += 1
-            words[w] = merged
-        for pair, change in delta.items():
-            if change and pair != best:
-                n = pair_counts[pair] = pair_counts[pair] + change
-                if n > 0:
-                    key = keys[pair[0]] + keys[pair[1]]
-                    heapq.heappush(heap, (-n, key, pair))
-                else:
-                    del pair_counts[pair]
+    last_id = min(255 + num_merges, MAX_ID)
+    with cycle_collector_paused():
+        table = PairTable(words, list(pretokens.values()))
+        for new_id in tqdm(range(256, last_id + 1), desc="BPE merges",
+                           mininterval=1.0, **quiet):
+            pair = table.pop_best()
+            if pair is None:
+                break
+            new = chr(new_id)
+            table.key[new] = table.key[pair[0]][:-1] + table.key[pair[1]]
+            merge_everywhere(table, pair, new)
+            merges.append((ord(pair[0]), ord(pair[1])))
     return merges
+
+
+class SmallVocabularyWarning(UserWarning):
+    """The corpus allows fewer merges than the vocabulary size asks for."""
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int,
@@ -143,11 +226,18 @@ def train_bpe(texts: Iterable[str], vocab_size: int,
     num_merges = merges_needed(vocab_size, special_tokens)
     pretokens = count_pretokens(texts, pattern, special_tokens)
     merges = learn_merges(pretokens, num_merges, progress)
-    if len(merges) < num_merges:
-        largest = 256 + len(merges) + len(special_tokens)
-        raise ValueError(f"the text allows only {len(merges)} merges, so "
-                         f"vocab_size can be at most {largest}")
-    return Tokenizer.from_merges(merges, pattern, special_tokens)
+    tokenizer = Tokenizer.from_merges(merges, pattern, special_tokens)
+    warn_if_smaller(tokenizer, vocab_size)
+    return tokenizer
+
+
+def warn_if_smaller(tokenizer: Tokenizer, vocab_size: int) -> None:
+    """Warn that ``tokenizer`` has fewer tokens than ``vocab_size``."""
+    if tokenizer.vocab_size < vocab_size:
+        warnings.warn(f"the text allows only {len(tokenizer.merges)} "
+                      f"merges: the vocabulary has {tokenizer.vocab_size} "
+                      f"tokens, not {vocab_size}", SmallVocabularyWarning,
+                      stacklevel=3)
 
 
 def truncate(tokenizer: Tokenizer, vocab_size: int) -> Tokenizer:
@@ -158,4 +248,6 @@ def truncate(tokenizer: Tokenizer, vocab_size: int) -> Tokenizer:
     special = sorted(tokenizer.special_tokens,
                      key=tokenizer.special_tokens.get)
     merges = list(tokenizer.merges)[:merges_needed(vocab_size, special)]
-    return Tokenizer.from_merges(merges, tokenizer.pattern, special)
+    shorter = Tokenizer.from_merges(merges, tokenizer.pattern, special)
+    warn_if_smaller(shorter, vocab_size)
+    return shorter

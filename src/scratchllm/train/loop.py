@@ -548,13 +548,18 @@ def run_steps(
         seconds=time.perf_counter() - began, model=run.raw_model)
 
 
-def assemble(config: TrainConfig, accelerator: Any) -> Run:
-    """The data, model, optimiser and device of a run, ready to train."""
+def assemble(config: TrainConfig, accelerator: Any,
+             model: GPT | None = None, batches: Any = None) -> Run:
+    """The data, model, optimiser and device of a run, ready to train;
+    `model` replaces the fresh model and `batches` the window sampler."""
     index = read_index(config.tokens_path())
     tokenizer = read_tokenizer(config.tokenizer_path())
     device = pick_device(config, accelerator)
     layout = batch_layout(config, accelerator)
-    raw_model, model_config = build_model(config, index["vocab_size"])
+    if model is None:
+        raw_model, model_config = build_model(config, index["vocab_size"])
+    else:
+        raw_model, model_config = model, model.config
     torch.manual_seed(config.seed + layout.rank)
     raw_model.to(device)
     optimizer = AdamW(parameter_groups(raw_model, config.weight_decay),
@@ -563,9 +568,9 @@ def assemble(config: TrainConfig, accelerator: Any) -> Run:
         config=config, accelerator=accelerator, index=index,
         model_config=model_config, raw_model=raw_model, model=raw_model,
         optimizer=optimizer,
-        sampler=WindowSampler(read_split(config.tokens_path(), "train"),
-                              config.context_length, config.batch_size,
-                              seed=config.seed),
+        sampler=batches or WindowSampler(
+            read_split(config.tokens_path(), "train"),
+            config.context_length, config.batch_size, seed=config.seed),
         val_shards=read_split(config.tokens_path(), "val"),
         tokenizer=tokenizer, byte_lengths=token_byte_lengths(tokenizer),
         layout=layout,
@@ -583,17 +588,20 @@ def pretrain(
     config: TrainConfig,
     accelerator: Any = None,
     on_step: Callable[[int, dict[str, Any]], None] | None = None,
+    model: GPT | None = None,
+    batches: Any = None,
 ) -> TrainResult:
     """Train a GPT on token shards, or with `config.resume` continue the
     run in `config.run_path()`; `accelerator` is an optional
-    `accelerate.Accelerator` (one process without it)."""
+    `accelerate.Accelerator` (one process without it). `model` replaces
+    the fresh model and `batches` the window sampler (fine-tuning)."""
     main = accelerator is None or accelerator.is_main_process
     run_dir = config.run_path()
     lock = folder_lock(run_dir) if main else contextlib.nullcontext()
     with lock:
         if main:
             remove_leftovers(run_dir)
-        run = assemble(config, accelerator)
+        run = assemble(config, accelerator, model, batches)
         if accelerator is not None:
             accelerator.wait_for_everyone()
         start = 0
