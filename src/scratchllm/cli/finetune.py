@@ -8,13 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from scratchllm.cli.errors import fail
 
-def fail(message: str) -> None:
-    """Print one line a reader can act on, and exit non-zero."""
-    first = str(message).strip().splitlines()[0] if str(message).strip() \
-        else "unknown error"
-    typer.secho(f"error: {first}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

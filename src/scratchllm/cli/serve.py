@@ -9,6 +9,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from scratchllm.cli.errors import fail
+
 Tokenizer = Annotated[Optional[Path], typer.Option(
     help="Tokenizer folder (default: the artifacts' tokenizer-chat next to "
     "an sft checkpoint, else tokenizer).")]
@@ -17,11 +19,6 @@ Threads = Annotated[int, typer.Option(
 Quantize = Annotated[str, typer.Option(
     help="Serve the weights as float32 (none), int8 or int4.")]
 
-
-def fail(message: str) -> None:
-    """Print an error the reader can act on, and exit with status 1."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def default_tokenizer(checkpoint: Path) -> Path:

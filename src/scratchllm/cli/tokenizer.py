@@ -14,6 +14,13 @@ from typing import Annotated
 
 import typer
 
+from scratchllm.cli.errors import (
+    check_input_folder,
+    check_output_folder,
+    fail,
+    read_utf8,
+)
+
 tokenizer_app = typer.Typer(
     help="Byte-level BPE tokenizers: train, encode, export, shard, bench.",
     no_args_is_help=True,
@@ -21,11 +28,6 @@ tokenizer_app = typer.Typer(
 
 GPT_PATTERNS = ("gpt4", "gpt2")
 
-
-def fail(message: str) -> None:
-    """Print a readable error and exit non-zero."""
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def read_corpus(paths: list[Path]) -> list[str]:
@@ -35,22 +37,20 @@ def read_corpus(paths: list[Path]) -> list[str]:
 
     texts: list[str] = []
     for path in paths:
-        if not path.is_file():
-            fail(f"no such file: {path}")
-        if path.suffix == ".jsonl":
+        if path.suffix == ".jsonl" and path.is_file():
             texts.extend(iter_jsonl_texts(path))
         else:
-            texts.append(path.read_text(encoding="utf-8"))
+            texts.append(read_utf8(path))
+    if not any(texts):
+        fail(f"no text in {', '.join(map(str, paths))}")
     return texts
 
 
 def load_or_fail(folder: Path):
+    """The tokenizer in ``folder`` (errors are reported by the CLI)."""
     from scratchllm.tokenizer.bpe import load_tokenizer
 
-    try:
-        return load_tokenizer(folder)
-    except (FileNotFoundError, ValueError) as error:
-        fail(str(error))
+    return load_tokenizer(folder)
 
 
 @tokenizer_app.command()
@@ -77,6 +77,7 @@ def train(
     if pattern not in GPT_PATTERNS:
         fail(f"--pattern must be one of {', '.join(GPT_PATTERNS)}")
     split = GPT4_SPLIT_PATTERN if pattern == "gpt4" else GPT2_SPLIT_PATTERN
+    check_output_folder(out)
     texts = read_corpus(inputs)
     start = time.perf_counter()
     try:
@@ -106,19 +107,61 @@ def encode(
     show: Annotated[bool, typer.Option(
         help="Print each token's text next to its id.")] = False,
 ) -> None:
-    """Print the ids of a text (special tokens recognised)."""
+    """Print the ids of a text (special tokens recognised), streaming a
+    file or stdin in fixed-size pieces (flat memory, even for one huge
+    line). Text that is not UTF-8 is refused, never silently repaired."""
+    import io
+
+    if text is not None and file is not None:
+        fail("give TEXT or --file, not both")
+    if file is not None and not file.is_file():
+        fail(f"{file} is not a file" if file.exists()
+             else f"no such file: {file}")
     tokenizer = load_or_fail(tokenizer_dir)
     if text is not None:
         echo_ids(tokenizer.encode(text), tokenizer, show)
-    elif file is not None:
-        if not file.is_file():
-            fail(f"no such file: {file}")
-        with open(file, encoding="utf-8") as handle:
+        return
+    name = str(file) if file is not None else "stdin"
+    if file is not None:
+        check_utf8(file)
+    source = (open(file, "rb") if file is not None  # noqa: SIM115
+              else getattr(sys.stdin, "buffer", None))
+    if source is None:  # a text-only stdin (tests): already decoded
+        source = io.BytesIO(sys.stdin.read().encode("utf-8"))
+    printed = [0]
+    with io.TextIOWrapper(source, encoding="utf-8") as handle:
+        try:
             echo_ids(tokenizer.encode_iterable(read_chunks(handle)),
-                     tokenizer, show)
-    else:
-        echo_ids(tokenizer.encode_iterable(read_chunks(sys.stdin)),
-                 tokenizer, show)
+                     tokenizer, show, printed)
+        except UnicodeDecodeError as error:
+            done = ("nothing was encoded" if not printed[0] else
+                    f"the {printed[0]} ids printed before it are "
+                    "incomplete")
+            fail(f"{name} is not UTF-8 text (byte {error.start} of a "
+                 f"block: {error.reason}); {done}")
+
+
+def check_utf8(file: Path) -> None:
+    """Fail unless ``file`` is UTF-8, reading it in blocks (flat memory)
+    before a single id is printed."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as error:
+                fail(f"{file} is not UTF-8 text (byte "
+                     f"{offset + error.start}: {error.reason}); nothing "
+                     "was encoded")
+            offset += len(block)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        fail(f"{file} is not UTF-8 text (it ends inside a character: "
+             f"{error.reason}); nothing was encoded")
 
 
 def read_chunks(handle, size: int = 1 << 16):
@@ -127,20 +170,25 @@ def read_chunks(handle, size: int = 1 << 16):
     return iter(lambda: handle.read(size), "")
 
 
-def echo_ids(ids, tokenizer, show: bool) -> None:
+def echo_ids(ids, tokenizer, show: bool, printed: list | None = None
+             ) -> None:
     """Print ids as they come (one line of ids, or one id and its text
-    per line with ``show``), holding only a batch at a time."""
+    per line with ``show``), holding only a batch at a time; count them
+    in ``printed[0]``."""
     from itertools import islice
 
     from scratchllm.tokenizer.bpe import render_token
 
+    printed = printed if printed is not None else [0]
     if show:
         for i in ids:
             typer.echo(f"{i}\t{render_token(tokenizer.vocab[i])}")
+            printed[0] += 1
         return
     ids, separator = iter(ids), ""
     while batch := list(islice(ids, 4096)):
         typer.echo(separator + " ".join(map(str, batch)), nl=False)
+        printed[0] += len(batch)
         separator = " "
     typer.echo()
 
@@ -153,10 +201,7 @@ def decode(
 ) -> None:
     """Print the text of a list of ids."""
     tokenizer = load_or_fail(tokenizer_dir)
-    try:
-        typer.echo(tokenizer.decode(ids))
-    except ValueError as error:
-        fail(str(error))
+    typer.echo(tokenizer.decode(ids))
 
 
 @tokenizer_app.command()
@@ -169,11 +214,9 @@ def export(
     """Export to Hugging Face (PreTrainedTokenizerFast.from_pretrained)."""
     from scratchllm.tokenizer.export import save_hf
 
+    check_output_folder(out)
     tokenizer = load_or_fail(tokenizer_dir)
-    try:
-        save_hf(tokenizer, out)
-    except ValueError as error:
-        fail(str(error))
+    save_hf(tokenizer, out)
     typer.echo(f"wrote {out / 'tokenizer.json'}")
 
 
@@ -187,19 +230,22 @@ def shard(
     splits: Annotated[str, typer.Option(
         help="Comma-separated splits.")] = "train,val",
     shard_tokens: Annotated[int, typer.Option(
-        help="Tokens per shard (at most, batches kept whole).")] = 1 << 24,
+        min=1, help="Tokens per shard (at most, batches kept whole).")
+    ] = 1 << 24,
     workers: Annotated[int, typer.Option(
-        help="Worker processes.")] = 1,
+        min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Tokenize a prepared dataset into memory-mapped shards + index.json."""
     from scratchllm.tokenizer.shards import write_shards
 
+    names = [name.strip() for name in splits.split(",") if name.strip()]
+    if not names:
+        fail("--splits names no split")
+    check_input_folder(data_dir, *(f"{name}.jsonl" for name in names))
+    check_output_folder(out)
     tokenizer = load_or_fail(tokenizer_dir)
-    try:
-        index = write_shards(tokenizer, data_dir, out,
-                             splits.split(","), shard_tokens, workers)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
-        fail(str(error))
+    index = write_shards(tokenizer, data_dir, out, names, shard_tokens,
+                         workers)
     for split, entries in index["splits"].items():
         tokens = sum(e["tokens"] for e in entries)
         typer.echo(f"{split}: {len(entries)} shard(s), {tokens:,} tokens "
@@ -213,8 +259,9 @@ def bench(
         "--megabytes if shorter.")],
     megabytes: Annotated[float, typer.Option(
         help="Training text size.")] = 10.0,
-    vocab_size: Annotated[int, typer.Option()] = 8192,
-    repeats: Annotated[int, typer.Option(help="Runs per timing.")] = 3,
+    vocab_size: Annotated[int, typer.Option(min=257)] = 8192,
+    repeats: Annotated[int, typer.Option(
+        min=1, help="Runs per timing.")] = 3,
     stream_megabytes: Annotated[str, typer.Option(
         help="Comma-separated file sizes for the streaming memory test "
         "(empty to skip).")] = "10,50,120",
@@ -232,10 +279,18 @@ def bench(
     )
     from scratchllm.tokenizer.train import SmallVocabularyWarning, train_bpe
 
+    import math
+
+    if not 0 < megabytes < math.inf:
+        fail(f"--megabytes must be positive, got {megabytes}")
+    try:
+        sizes = [float(s) for s in stream_megabytes.split(",") if s.strip()]
+    except ValueError:
+        fail(f"--stream-megabytes must be numbers: {stream_megabytes}")
+    if not all(0 < mb < math.inf for mb in sizes):
+        fail(f"--stream-megabytes must be positive: {stream_megabytes}")
     documents = read_corpus([text])
     corpus = "\n\n".join(documents).encode("utf-8")
-    if not corpus:
-        fail(f"{text} holds no text")
     size = int(megabytes * 1e6)
     corpus = (corpus * (size // len(corpus) + 1))[:size]
     docs = corpus.decode("utf-8", "ignore").split("\n\n")
@@ -255,7 +310,6 @@ def bench(
         report["vocab_size"] = tokenizer.vocab_size
     sample = corpus[:2_000_000].decode("utf-8", "ignore")
     report["encoding"] = encoding_speed(tokenizer, sample, repeats)
-    sizes = [float(s) for s in stream_megabytes.split(",") if s.strip()]
     if sizes:
         report["streaming"] = {}
         with tempfile.TemporaryDirectory() as tmp:

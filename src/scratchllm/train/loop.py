@@ -499,6 +499,15 @@ def forget_after(run_dir: Path, step: int) -> None:
                                        for r in kept))
 
 
+def check_finite(run: Run, done: int) -> None:
+    """Stop a run whose logged training loss is NaN or infinite."""
+    if not math.isfinite(run.train_loss):
+        raise FloatingPointError(
+            f"the training loss is {run.train_loss} at step {done}: the "
+            f"run diverged (lr {run.config.lr}); lower lr or raise "
+            f"warmup_steps. Checkpoints saved so far are in {run.run_dir}")
+
+
 def due(done: int, every: int, last: int) -> bool:
     """Whether a periodic duty runs after step `done`."""
     return done == last or (every > 0 and done % every == 0)
@@ -523,6 +532,7 @@ def run_steps(
         if due(done, config.log_every, last):
             record = report(run, done, losses,
                             time.perf_counter() - window_start)
+            check_finite(run, done)
             bar.set_postfix(loss=f"{record['loss']:.3f}",
                             tok_s=f"{record['tokens_per_s']:,.0f}")
             losses = []
