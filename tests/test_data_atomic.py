@@ -133,7 +133,7 @@ def test_prepare_command_refuses_a_folder_of_other_files(tmp_path):
     out.mkdir()
     (out / "thesis.tex").write_text("precious")
     ran = CliRunner().invoke(app, ["data", "prepare", "storyworld",
-                                   "--documents", "30", "--out", str(out)])
+                                   "--documents", "200", "--out", str(out)])
     assert ran.exit_code == 1
     assert "error:" in ran.output and "thesis.tex" in ran.output
     assert (out / "thesis.tex").read_text() == "precious"

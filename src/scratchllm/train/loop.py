@@ -605,13 +605,12 @@ def pretrain(
     run in `config.run_path()`; `accelerator` is an optional
     `accelerate.Accelerator` (one process without it). `model` replaces
     the fresh model and `batches` the window sampler (fine-tuning)."""
-    main = accelerator is None or accelerator.is_main_process
-    run_dir = config.run_path()
-    lock = folder_lock(run_dir) if main else contextlib.nullcontext()
+    run = assemble(config, accelerator, model, batches)
+    run_dir = run.run_dir
+    lock = folder_lock(run_dir) if run.main else contextlib.nullcontext()
     with lock:
-        if main:
+        if run.main:
             remove_leftovers(run_dir)
-        run = assemble(config, accelerator, model, batches)
         if accelerator is not None:
             accelerator.wait_for_everyone()
         start = 0
