@@ -180,10 +180,6 @@ def case(line: str, why: str, expect: str = "", xfail: str = "",
     return pytest.param(line, why, expect, marks=marks, id=name)
 
 
-#: write_shards creates --out before it reads the data; issue 15 item 1
-#: (atomic artifacts, branch h-hard2a) fixes it: then drop these xfails.
-SHARDS_NOT_ATOMIC = "write_shards leaves an empty --out (issue 15 item 1)"
-
 #: The corpus. Placeholders: see make_inputs.
 CASES = [
     # tokenizer (chapter 3)
@@ -220,7 +216,7 @@ CASES = [
     case("tokenizer shard {tok} {data_split_dir} --out {out}",
          "train.jsonl is a folder"),
     case("tokenizer shard {tok} {data_bad_jsonl} --out {out}", "bad jsonl",
-         "train.jsonl:2", xfail=SHARDS_NOT_ATOMIC),
+         "train.jsonl"),
     case("tokenizer shard {tok} {text} --out {out}", "file as data folder"),
     case("tokenizer shard {tok} {data} --out {out_file}", "file as --out"),
     case("tokenizer shard {tok} {data} --out {out} --shard-tokens 0", "range"),
@@ -228,7 +224,7 @@ CASES = [
     case("tokenizer shard {tok} {data} --out {out} --workers -1", "range"),
     case("tokenizer shard {tok_trunc} {data} --out {out}", "bad tokenizer"),
     case("data tokenize {tok} {data_bad_jsonl} --out {out}", "bad jsonl",
-         "train.jsonl:2", xfail=SHARDS_NOT_ATOMIC),
+         "train.jsonl"),
     case("tokenizer bench --text {binary}", "binary"),
     case("tokenizer bench --text {empty}", "empty"),
     case("tokenizer bench --text {text} --megabytes nan", "range",
