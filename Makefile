@@ -16,7 +16,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := texlive-xetex texlive-latex-extra \
 	texlive-fonts-recommended latexmk fonts-freefont-otf xindy graphviz \
-	poppler-utils g++
+	poppler-utils g++ chromium chromium-driver
 MATHJAX := _build/node/node_modules/mathjax/es5
 # C++ extensions (DeepSpeed's CPU ops) are compiled into the project, not
 # into the user's ~/.cache/torch_extensions; chapter 8's launcher uses the
@@ -59,11 +59,13 @@ python-deps: $(VENV)/.installed ops
 system-deps:
 	@if command -v xelatex >/dev/null && command -v latexmk >/dev/null \
 	  && command -v dot >/dev/null && command -v pdftoppm >/dev/null \
-	  && command -v npm >/dev/null && command -v g++ >/dev/null; then \
-	  exit 0; fi; \
+	  && command -v npm >/dev/null && command -v g++ >/dev/null \
+	  && command -v chromium >/dev/null \
+	  && command -v chromedriver >/dev/null; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null; then \
 	  echo "Please install TeX Live (xelatex, latexmk), graphviz, poppler,"; \
-	  echo "g++ and npm with your system's package manager."; exit 1; fi; \
+	  echo "g++, chromium, chromedriver and npm with your system's"; \
+	  echo "package manager."; exit 1; fi; \
 	if [ -n "$(SUDO)" ] && ! sudo -n true 2>/dev/null; then \
 	  echo "Installing TeX Live etc. needs root: run as root, or allow"; \
 	  echo "sudo, or install: $(SYSTEM_PACKAGES) npm"; exit 1; fi; \
