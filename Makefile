@@ -12,6 +12,10 @@ PROFILE ?= laptop
 # torch goes in first and on its own: a bare `torch` requirement would pull
 # a multi-GB CUDA build.  Override for your machine, e.g. TORCH=torch==2.13.0
 TORCH ?= torch==2.13.0
+# The package's extras to install.  `gguf` (llama-cpp-python, compiled from
+# source: tens of minutes) is left out unless asked for, as in
+# EXTRAS=dev,gguf make book; without it chapter 12 skips its llama.cpp check.
+EXTRAS ?= dev
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := texlive-xetex texlive-latex-extra \
@@ -25,7 +29,7 @@ export TORCH_EXTENSIONS_DIR := $(CURDIR)/_build/torch_extensions
 SHM_OP := $(TORCH_EXTENSIONS_DIR)/deepspeed_shm_comm/deepspeed_shm_comm.so
 
 .PHONY: help setup python-deps ops system-deps mathjax book test tangle \
-	clean
+	clean FORCE
 
 help:
 	@echo "make book   build the whole book (profile PROFILE=$(PROFILE))"
@@ -38,9 +42,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# .extras holds the EXTRAS of the last install: asking for others
+# reinstalls.
+$(VENV)/.extras: FORCE | $(BIN)/python
+	@echo "$(EXTRAS)" | cmp -s - $@ || echo "$(EXTRAS)" > $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.extras | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 # DeepSpeed compiles its shared-memory collectives the first time a CPU

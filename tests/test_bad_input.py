@@ -312,7 +312,7 @@ CASES = [
     case("pretrain --profile ci --max-steps 0 --artifacts-root {out}",
          "range"),
     case("estimate --params 124M --flops 1e20", "conflicting options",
-         "not both"),
+         "conflict"),
     case("estimate --params -5", "range"),
     case("estimate --params 124M --mfu nan", "range"),
     case("estimate --params 124M --devices 0", "range"),

@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 
 from scratchllm.cli import app
 from scratchllm.data.storyworld import StoryWorld
+from scratchllm.compliance.checks import source_problems, trained_on
+from scratchllm.data.pipeline import audit as audit_dataset
 from scratchllm.finetune.chat import end_of_turn_id
 from scratchllm.finetune.data import (
     HELDOUT_NAMES,
@@ -39,6 +41,7 @@ from scratchllm.finetune.sft import (
     ChatBatches,
     encode_records,
     pack,
+    pretraining_bits_per_byte,
     run_sft,
     sft_config,
     with_context,
@@ -143,12 +146,17 @@ def test_heldout_names_and_places_never_reach_training():
 def test_write_instructions_manifest(tmp_path):
     manifest = write_instructions(tmp_path, {"train": 14, "val": 7,
                                              "heldout": 7})
-    assert manifest["source"]["license"] == "CC0-1.0"
-    assert manifest["files"]["train"]["records"] == 14
+    assert manifest["splits"]["train"]["documents"] == 14
+    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+    # chapter 2's conventions: the audit and the compliance checks pass
+    assert audit_dataset(tmp_path) == []
+    assert source_problems(tmp_path.name, manifest["sources"][0]) == []
     train = load_chat_jsonl(tmp_path / "train.jsonl")
     val = load_chat_jsonl(tmp_path / "val.jsonl")
     assert not {r["story"] for r in train} & {r["story"] for r in val}
-    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+    with (tmp_path / "val.jsonl").open("a") as handle:
+        handle.write('{"messages": [], "license": "CC0-1.0"}\n')
+    assert audit_dataset(tmp_path) == ["val.jsonl: differs from the manifest"]
 
 
 @pytest.mark.parametrize("lines, message", [
@@ -262,6 +270,25 @@ def test_run_sft_full_and_lora(artifacts):
     assert changed and all(n.endswith(("q_proj.weight", "v_proj.weight"))
                            for n in changed)
     assert lora.run_dir == A / "checkpoints" / "sft-lora"
+    # the audit finds the fine-tuning data; validation stays chapter 7's
+    for run in ("sft", "sft-lora"):
+        assert trained_on(A / "checkpoints" / run) == "instructions"
+    assert full.val_bits_per_byte > 0
+
+
+def test_forgetting_uses_chapter_7s_evaluator(artifacts):
+    """The base model's pretraining bits per byte is the figure its
+    pretraining run logged: the same windows, the same evaluator."""
+    A = artifacts / "ci"
+    base, base_config = load_model(A / "checkpoints" / "pretrain")
+    log = A / "checkpoints" / "pretrain" / "log.jsonl"
+    logged = [json.loads(line) for line in log.read_text().splitlines()
+              if '"eval"' in line][-1]
+    config = tiny_sft_config(artifacts, "forget")
+    assert config.tokens_path() == A / "tokens" / "storyworld"
+    value = pretraining_bits_per_byte(with_context(base, 64), config,
+                                      base_config.context_length)
+    assert value == pytest.approx(logged["val_bits_per_byte"], abs=1e-9)
 
 
 # --- LoRA -------------------------------------------------------------
@@ -431,6 +458,7 @@ def test_sft_and_chat_cli(artifacts):
     result = invoke(*sft_args(artifacts, A / "chats.jsonl"))
     assert result.exit_code == 0, result.output
     assert "2 steps on 1 process(es)" in result.output
+    assert trained_on(artifacts / "cli-run") == A.name  # the data's folder
     result = invoke("chat", "--profile", "ci", "--artifacts-root",
                     artifacts, "--checkpoint", artifacts / "cli-run",
                     "--tokenizer", A / "tokenizer", "--once",

@@ -268,3 +268,20 @@ def test_gptq_model_uses_calibration_and_keeps_the_format(model) -> None:
     assert stored_bytes(quantized) == stored_bytes(
         quantize_model(model, 4, 32))
     assert (quantized(tokens) - model(tokens)).abs().max() < 0.5
+
+
+def test_measure_scores_with_the_one_evaluator(model, tokenizer) -> None:
+    """The table's bits per byte is chapter 7's evaluate_split on the
+    same shards and budget (windows never cross a shard boundary)."""
+    from scratchllm.eval.intrinsic import evaluate_split, token_byte_lengths
+    from scratchllm.quantize.measure import measure
+
+    ids = np.array(tokenizer.encode(TEXT[:600]), dtype=np.int64)
+    shards = [ids[:90], ids[90:]]
+    lengths = np.pad(token_byte_lengths(tokenizer), (0, 4))
+    row = measure("float32", model, model, shards, 150, lengths,
+                  tokenizer.encode("Once"), new_tokens=2, repeats=1)
+    expected = evaluate_split(model, shards, lengths, 150)
+    assert row["bits_per_byte"] == pytest.approx(expected.bits_per_byte,
+                                                 rel=1e-6)
+    assert row["top1_agreement"] == 1.0

@@ -61,9 +61,11 @@ def register(app: typer.Typer) -> None:
 
         folder = Path(artifacts_root) / profile
         name = "sft-lora" if lora_rank else "sft"
+        data = data or folder / "data" / "instructions" / "train.jsonl"
         try:
             config = sft_config(
                 profile, artifacts_root, name, max_steps=steps,
+                dataset=data.resolve().parent.name,  # A/data/<dataset>/
                 batch_size=batch_size, lr=lr, context_length=context,
                 precision=precision, seed=seed, progress=False,
                 warmup_steps=max(1, steps // 10),
@@ -78,7 +80,7 @@ def register(app: typer.Typer) -> None:
             result = run_sft(
                 config, checkpoint or folder / "checkpoints" / "pretrain",
                 tokenizer or folder / "tokenizer",
-                data or folder / "data" / "instructions" / "train.jsonl",
+                data,
                 lora_rank, lora_alpha, mask, packing, accelerator)
         except (ValueError, FileNotFoundError, CheckpointError,
                 RuntimeError) as error:

@@ -193,12 +193,10 @@ def register(app: typer.Typer) -> None:
         shards = tokens or (checkpoint.resolve().parent.parent / "tokens"
                             / "storyworld")
         try:
-            ids = np.concatenate([np.asarray(s)
-                                  for s in read_split(shards, "val")])
+            val = read_split(shards, "val")
             train = np.asarray(read_split(shards, "train")[0])
         except (OSError, ValueError, IndexError) as error:
             fail(f"cannot read validation tokens from {shards}: {error}")
-        ids = ids[:val_tokens + 1].astype(np.int64)
         window = model.config.context_length
         calibration = torch.from_numpy(
             train[:16 * window].astype(np.int64))
@@ -218,8 +216,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{'variant':>14} {'bytes':>10} {'bits/byte':>10} "
                    f"{'top-1 agree':>11} {'tok/s':>8}")
         for name, variant in variants.items():
-            row = measure(name, variant, model, ids, lengths, prompt,
-                          new_tokens)
+            row = measure(name, variant, model, val, val_tokens, lengths,
+                          prompt, new_tokens)
             typer.echo(f"{name:>14} {row['bytes']:>10,} "
                        f"{row['bits_per_byte']:>10.4f} "
                        f"{row['top1_agreement']:>11.3f} "

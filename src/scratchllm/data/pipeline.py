@@ -319,8 +319,9 @@ def _audit_split(path: Path, split: dict[str, Any]) -> list[str]:
             documents += 1
             try:
                 record = json.loads(line)
-                text = record["text"]
                 unlicensed += not record.get("license")
+                text = record.get("text") or "\n".join(  # a chat record
+                    m["content"] for m in record["messages"])
             except (ValueError, TypeError, KeyError, AttributeError):
                 problems.append(f"{path.name}:{documents}: not a document "
                                 "record (damaged or truncated)")

@@ -103,7 +103,8 @@ def instruction(story: Story, task: str, rng: random.Random,
     user, answer = question(story, task, rng, heldout)
     record = {"messages": [{"role": "user", "content": user},
                            {"role": "assistant", "content": answer}],
-              "task": task, "answer": answer, "story": story.id}
+              "task": task, "answer": answer, "story": story.id,
+              "license": StoryWorld.license}
     if task == "write":
         facts = story.facts
         record["constraints"] = [facts["who"], facts["kind"],
@@ -187,15 +188,18 @@ def load_chat_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def write_jsonl(records: Sequence[dict[str, Any]], path: Path) -> str:
-    """Write records one per line (atomically); return the sha256."""
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n"
-                   for r in records)
+def write_jsonl(records: Sequence[dict[str, Any]],
+                path: Path) -> dict[str, Any]:
+    """Write records one per line (atomically); return the file's entry
+    in a chapter 2 manifest: file, documents, bytes and sha256."""
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                   for r in records).encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
+    temporary.write_bytes(data)
     os.replace(temporary, path)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return {"file": path.name, "documents": len(records),
+            "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def write_instructions(folder: str | Path, sizes: dict[str, int],
@@ -203,19 +207,20 @@ def write_instructions(folder: str | Path, sizes: dict[str, int],
     """Write train/val/heldout JSONL files and manifest.json."""
     folder = Path(folder)
     starts = {"train": 0, "val": 1_000_000, "heldout": 0}
-    files = {}
+    splits = {}
     for split, count in sizes.items():
         records = instructions(count, split == "heldout", seed,
                                starts[split])
-        sha = write_jsonl(records, folder / f"{split}.jsonl")
-        files[split] = {"records": count, "sha256": sha,
-                        "tasks": dict(Counter(r["task"] for r in records))}
+        splits[split] = write_jsonl(records, folder / f"{split}.jsonl")
+        splits[split]["tasks"] = dict(Counter(r["task"] for r in records))
     manifest = {
-        "dataset": "storyworld-instructions", "format": "chat-jsonl",
-        "source": {"generator": "scratchllm.data.storyworld.StoryWorld",
-                   "seed": seed, "license": StoryWorld.license},
+        "dataset": folder.name, "format": "chat-jsonl",
+        "sources": [{"name": "storyworld-instructions",
+                     "license": StoryWorld.license,
+                     "generator": "scratchllm.data.storyworld.StoryWorld",
+                     "seed": seed}],
         "builder": "scratchllm.finetune.data.write_instructions",
-        "tasks": list(TASKS), "files": files,
+        "tasks": list(TASKS), "splits": splits,
         "heldout_names": sorted(HELDOUT_NAMES),
         "heldout_places": sorted(HELDOUT_PLACES)}
     temporary = folder / "manifest.json.tmp"

@@ -17,6 +17,11 @@ import numpy as np
 import torch
 
 from scratchllm.distributed.launch import free_port, launch_environment, stop
+from scratchllm.eval.intrinsic import (
+    evaluate_windows,
+    token_byte_lengths,
+    validation_windows,
+)
 from scratchllm.finetune.chat import (
     ChatExample,
     add_chat_tokens,
@@ -32,13 +37,10 @@ from scratchllm.train.checkpoint import load_model, save_checkpoint
 from scratchllm.train.config import TrainConfig, preset
 from scratchllm.train.loop import (
     TrainResult,
-    autocast_factory,
-    evaluate,
     pretrain,
     read_index,
-    validation_split_size,
+    read_tokenizer,
 )
-from scratchllm.train.loss import bits_per_byte
 
 IGNORE = -100
 
@@ -121,11 +123,14 @@ def sft_config(profile: str, artifacts_root: str | Path, run_name: str,
                **overrides: Any) -> TrainConfig:
     """Chapter 7's TrainConfig with fine-tuning settings: checkpoints
     under checkpoints/<run_name>, the pretraining shards for validation
-    (forgetting), no samples, a checkpoint at the end."""
+    (forgetting), no samples, a checkpoint at the end. The run records
+    the dataset it trains on, data/instructions, for the audit."""
+    pretraining = preset(profile, artifacts_root=str(artifacts_root))
     settings = {"run_name": run_name, "max_steps": 200, "lr": 1e-3,
                 "warmup_steps": 10, "sample_every": -1,
                 "checkpoint_every": 0, "keep_checkpoints": 1,
-                "weight_decay": 0.0, **overrides}
+                "weight_decay": 0.0, "dataset": "instructions",
+                "tokens_dir": str(pretraining.tokens_path()), **overrides}
     settings.setdefault("eval_every", settings["max_steps"])
     return preset(profile, artifacts_root=str(artifacts_root), **settings)
 
@@ -155,14 +160,17 @@ def finetune(config: TrainConfig, model: GPT, batches: ChatBatches,
 
 def pretraining_bits_per_byte(model: GPT, config: TrainConfig,
                               context_length: int) -> float:
-    """Bits per byte of `model` on the pretraining validation shards,
-    in windows of `context_length` tokens (forgetting)."""
-    index = read_index(config.tokens_path())
-    device = next(model.parameters()).device
-    loss = evaluate(model, read_split(config.tokens_path(), "val"),
-                    context_length, config.batch_size, config.eval_tokens,
-                    autocast_factory(config, device, None))
-    return bits_per_byte(loss, *validation_split_size(index))
+    """Bits per byte of `model` on the first `config.eval_tokens`
+    predictions of the pretraining validation shards, in windows of
+    `context_length` tokens: chapter 7's exact evaluator, so the base
+    model's figure is chapter 7's (forgetting)."""
+    shards = read_split(config.tokens_path(), "val")
+    windows = validation_windows(shards, context_length,
+                                 config.eval_tokens)
+    byte_lengths = token_byte_lengths(
+        read_tokenizer(config.tokenizer_path()))
+    return evaluate_windows(model, shards, windows,
+                            byte_lengths).bits_per_byte
 
 
 def save_model(model: GPT, run_dir: str | Path, step: int,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from scratchllm.eval.intrinsic import evaluate_tokens
+from scratchllm.eval.intrinsic import evaluate_split
 from scratchllm.generate.decode import decode_tokens
 from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.quantize.linear import stored_bytes
@@ -60,11 +60,13 @@ def decode_speed(model: nn.Module, prompt_ids: list[int],
 
 
 def measure(name: str, model: nn.Module, reference: nn.Module,
-            ids: np.ndarray, byte_lengths: np.ndarray,
-            prompt_ids: list[int], new_tokens: int,
-            repeats: int = 3) -> dict[str, Any]:
-    """One row of the quantization table."""
-    quality = evaluate_tokens(model, ids, byte_lengths)
+            shards: list[np.ndarray], max_tokens: int,
+            byte_lengths: np.ndarray, prompt_ids: list[int],
+            new_tokens: int, repeats: int = 3) -> dict[str, Any]:
+    """One row of the quantization table: bits per byte of the first
+    max_tokens predictions of the shards, by chapter 7's evaluator."""
+    quality = evaluate_split(model, shards, byte_lengths, max_tokens)
+    ids = np.concatenate(shards)[: max_tokens + 1]
     return {"variant": name, "bytes": stored_bytes(model),
             "bits_per_byte": quality.bits_per_byte,
             "top1_agreement": top1_agreement(reference, model, ids),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from scratchllm.generate.batch import left_pad, padded_forward
+from scratchllm.generate.batch import left_pad
 from scratchllm.generate.sampling import SamplingConfig, choose_next
 from scratchllm.model.attention import KVCache
 from scratchllm.model.gpt import GPT
@@ -112,8 +112,8 @@ class Batch:
                   else width)
         real = F.pad(real, (0, length - width), value=True).to(self.device)
         cache = self.model.new_cache(len(jobs), length)
-        logits = padded_forward(self.model, tokens.to(self.device), real,
-                                cache)[:, -1]
+        logits = self.model(tokens.to(self.device), cache,
+                            attention_mask=real[:, :width])[:, -1]
         return cache, real, logits
 
     def join(self, new: list[Job]) -> None:
@@ -159,8 +159,9 @@ class SteppingBatch(Batch):
             return
         tokens = torch.tensor([[chosen[row]] for row in keep],
                               device=self.device)
-        self.logits = padded_forward(self.model, tokens, self.real,
-                                     self.cache)[:, -1]
+        mask = self.real[:, :self.cache.length + 1]
+        self.logits = self.model(tokens, self.cache,
+                                 attention_mask=mask)[:, -1]
 
 
 class Engine:
