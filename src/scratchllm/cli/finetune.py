@@ -13,6 +13,22 @@ from scratchllm.cli.errors import fail
 
 
 
+def default_instructions(folder: Path, profile: str) -> Path:
+    """Chapter 10's StoryWorld instructions in `folder`, written (at the
+    profile's sizes) when no earlier run left them there."""
+    from scratchllm.finetune.data import (INSTRUCTION_SIZES,
+                                          write_instructions)
+
+    data = folder / "data" / "instructions"
+    if not (data / "train.jsonl").is_file():
+        if profile not in INSTRUCTION_SIZES:
+            fail(f"--profile must be one of {', '.join(INSTRUCTION_SIZES)}")
+        typer.echo(f"note: no instruction data in {data}; writing "
+                   "chapter 10's StoryWorld instructions there", err=True)
+        write_instructions(data, INSTRUCTION_SIZES[profile])
+    return data / "train.jsonl"
+
+
 def register(app: typer.Typer) -> None:
     """Add the fine-tuning commands to the main app."""
 
@@ -67,7 +83,12 @@ def register(app: typer.Typer) -> None:
                  f"{lora_alpha}")
         folder = Path(artifacts_root) / profile
         name = "sft-lora" if lora_rank else "sft"
-        data = data or folder / "data" / "instructions" / "train.jsonl"
+        checkpoint = checkpoint or folder / "checkpoints" / "pretrain"
+        if not checkpoint.exists():
+            fail(f"no checkpoint at {checkpoint}: run chapter 7 "
+                 "(`scratchllm pretrain`) or pass --checkpoint")
+        if data is None:
+            data = default_instructions(folder, profile)
         try:
             config = sft_config(
                 profile, artifacts_root, name, max_steps=steps,
@@ -84,7 +105,7 @@ def register(app: typer.Typer) -> None:
 
                 accelerator = Accelerator(cpu=not torch.cuda.is_available())
             result = run_sft(
-                config, checkpoint or folder / "checkpoints" / "pretrain",
+                config, checkpoint,
                 tokenizer or folder / "tokenizer",
                 data,
                 lora_rank, lora_alpha, mask, packing, accelerator)

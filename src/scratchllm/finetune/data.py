@@ -207,6 +207,14 @@ def write_jsonl(records: Sequence[dict[str, Any]],
             "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
+INSTRUCTION_SIZES = {
+    "ci": {"train": 420, "val": 70, "heldout": 70},
+    "laptop": {"train": 7000, "val": 350, "heldout": 700},
+    "gpu": {"train": 70000, "val": 1400, "heldout": 1400},
+    "cluster": {"train": 140000, "val": 1400, "heldout": 1400},
+}
+
+
 def write_instructions(folder: str | Path, sizes: dict[str, int],
                        seed: int = 1) -> dict[str, Any]:
     """Write train/val/heldout JSONL files and manifest.json."""
