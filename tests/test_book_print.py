@@ -32,9 +32,18 @@ def test_export_directives_and_glue_calls_are_not_printed() -> None:
     assert render.printed_source(source) == "gap = 1.5\nprint(gap)"
 
 
-def test_glue_inside_other_code_and_magics_are_kept() -> None:
-    kept = "for x in range(2):\n    glue('x', x)\n    print(x)"
-    assert render.printed_source(kept) == kept
+def test_glue_inside_blocks_goes_but_no_block_is_emptied() -> None:
+    nested = ("if ready:\n    x = 1\n    glue('x', x, display=False)\n"
+              "else:\n    glue('x', 0)\nprint(x)")
+    assert render.printed_source(nested) == (
+        "if ready:\n    x = 1\nelse:\n    glue('x', 0)\nprint(x)")
+    definition = ("def skip(names):\n    print(names)\n"
+                  "    for n in names:\n        glue(n, 0)")
+    assert render.printed_source(definition) == (
+        "def skip(names):\n    print(names)")
+
+
+def test_magics_and_other_imports_are_kept() -> None:
     magic = "%time glue('x', 1)"
     assert render.printed_source(magic) == magic
     imports = "from myst_nb import glue, glue_figure"

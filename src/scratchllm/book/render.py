@@ -158,21 +158,37 @@ def is_glue_only(statement: ast.stmt) -> bool:
     return False
 
 
+def glue_lines(body: list[ast.stmt]) -> set[int]:
+    """The (0-based) line numbers of the glue-only statements in ``body``
+    and in the blocks nested in it.  A block is never emptied: one that
+    holds only glue is kept whole, unless its statement goes as a whole."""
+    lines: set[int] = set()
+    for statement in body:
+        if is_glue_only(statement):
+            lines.update(range(statement.lineno - 1,
+                               statement.end_lineno or statement.lineno))
+            continue
+        blocks = [getattr(statement, name, [])
+                  for name in ("body", "orelse", "finalbody")]
+        blocks += [handler.body
+                   for handler in getattr(statement, "handlers", [])]
+        for block in blocks:
+            if block and not all(is_glue_only(inner) for inner in block):
+                lines |= glue_lines(block)
+    return lines
+
+
 def strip_glue(source: str) -> str:
-    """The cell's code without its top-level glue-only statements (a cell
-    that does not parse, e.g. with IPython magics, is left as it is)."""
+    """The cell's code without its glue-only statements (a cell that does
+    not parse, e.g. with IPython magics, is left as it is)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return source
-    lines = source.splitlines(keepends=True)
-    drop = set()
-    for statement in tree.body:
-        if is_glue_only(statement):
-            drop.update(range(statement.lineno - 1,
-                              statement.end_lineno or statement.lineno))
+    drop = glue_lines(tree.body)
     if not drop:
         return source
+    lines = source.splitlines(keepends=True)
     kept = [line for index, line in enumerate(lines) if index not in drop]
     return "".join(kept).rstrip()
 
