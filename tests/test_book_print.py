@@ -203,3 +203,25 @@ def test_no_package_module_imports_pyplot() -> None:
                           timeout=600, check=False)
     assert done.returncode == 0, done.stderr + done.stdout
 
+
+
+@pytest.mark.slow
+def test_executed_notebooks_hold_text_bars_not_widgets(
+    tmp_path: Path,
+) -> None:
+    import papermill
+
+    from scratchllm.book.execute import KERNEL_ARGUMENTS
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(
+        "from tqdm.auto import tqdm\nfor _ in tqdm(range(4), desc='w'): pass")]
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+    papermill.execute_notebook(
+        str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"),
+        kernel_name="python3", progress_bar=False,
+        extra_arguments=KERNEL_ARGUMENTS, cwd=str(tmp_path))
+    outputs = nbformat.read(tmp_path / "out.ipynb", 4).cells[0].outputs
+    assert all(o.output_type == "stream" for o in outputs)
+    [shown] = render.collapse_streams(outputs)
+    assert shown["text"].startswith("w: 100%|") and "4/4" in shown["text"]
