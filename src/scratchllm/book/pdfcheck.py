@@ -66,8 +66,8 @@ def missing_glyphs(log: Path) -> list[str]:
     if not found:
         return []
     shown = " ".join(sorted(set(found)))
-    return [f"{len(found)} characters print as empty boxes ({log.name}: "
-            f"Missing character): {shown}"]
+    return [(f"{len(found)} characters print as empty boxes ({log.name}: "
+             f"Missing character): {shown}")]
 
 
 def machinery(text: str) -> list[str]:
