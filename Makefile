@@ -12,13 +12,18 @@ PROFILE ?= laptop
 # torch goes in first and on its own: a bare `torch` requirement would pull
 # a multi-GB CUDA build.  Override for your machine, e.g. TORCH=torch==2.13.0
 TORCH ?= torch==2.13.0
+# The package's extras to install.  `gguf` (llama-cpp-python, compiled from
+# source: tens of minutes) is left out unless asked for, as in
+# EXTRAS=dev,gguf make book; without it chapter 12 skips its llama.cpp check.
+EXTRAS ?= dev
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # fonts-symbola and fonts-wqy-microhei (8 MB together): emoji, CJK and
 # Hangul in the PDF (book/latex/scratchllm.sty).
 SYSTEM_PACKAGES := texlive-xetex texlive-latex-extra \
 	texlive-fonts-recommended latexmk fonts-freefont-otf xindy graphviz \
-	poppler-utils g++ fonts-symbola fonts-wqy-microhei
+	poppler-utils g++ chromium chromium-driver fonts-symbola \
+	fonts-wqy-microhei
 MATHJAX := _build/node/node_modules/mathjax/es5
 # C++ extensions (DeepSpeed's CPU ops) are compiled into the project, not
 # into the user's ~/.cache/torch_extensions; chapter 8's launcher uses the
@@ -27,7 +32,7 @@ export TORCH_EXTENSIONS_DIR := $(CURDIR)/_build/torch_extensions
 SHM_OP := $(TORCH_EXTENSIONS_DIR)/deepspeed_shm_comm/deepspeed_shm_comm.so
 
 .PHONY: help setup python-deps ops system-deps mathjax book test tangle \
-	clean
+	clean FORCE
 
 help:
 	@echo "make book   build the whole book (profile PROFILE=$(PROFILE))"
@@ -40,9 +45,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# .extras holds the EXTRAS of the last install: asking for others
+# reinstalls.
+$(VENV)/.extras: FORCE | $(BIN)/python
+	@echo "$(EXTRAS)" | cmp -s - $@ || echo "$(EXTRAS)" > $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.extras | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 # DeepSpeed compiles its shared-memory collectives the first time a CPU
@@ -62,12 +72,14 @@ system-deps:
 	@if command -v xelatex >/dev/null && command -v latexmk >/dev/null \
 	  && command -v dot >/dev/null && command -v pdftoppm >/dev/null \
 	  && command -v npm >/dev/null && command -v g++ >/dev/null \
+	  && command -v chromium >/dev/null \
+	  && command -v chromedriver >/dev/null \
 	  && fc-list | grep -q Symbola \
-	  && fc-list | grep -q "WenQuanYi Micro Hei"; then \
-	  exit 0; fi; \
+	  && fc-list | grep -q "WenQuanYi Micro Hei"; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null; then \
 	  echo "Please install TeX Live (xelatex, latexmk), graphviz, poppler,"; \
-	  echo "g++ and npm with your system's package manager."; exit 1; fi; \
+	  echo "g++, chromium, chromedriver and npm with your system's"; \
+	  echo "package manager."; exit 1; fi; \
 	if [ -n "$(SUDO)" ] && ! sudo -n true 2>/dev/null; then \
 	  echo "Installing TeX Live etc. needs root: run as root, or allow"; \
 	  echo "sudo, or install: $(SYSTEM_PACKAGES) npm"; exit 1; fi; \

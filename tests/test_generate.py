@@ -148,6 +148,10 @@ def test_sampling_follows_the_tempered_distribution() -> None:
     (dict(top_k=0), "top_k must be at least 1"),
     (dict(top_p=0.0), "top_p must be in (0, 1]"),
     (dict(repetition_penalty=0), "repetition_penalty must be positive"),
+    (dict(temperature=float("nan")), "temperature must be >= 0"),
+    (dict(temperature=float("inf")), "temperature must be >= 0"),
+    (dict(repetition_penalty=float("nan")),
+     "repetition_penalty must be positive"),
     (dict(stop=("",)), "stop sequences must be non-empty"),
 ])
 def test_bad_sampling_settings_are_refused(settings, message) -> None:

@@ -258,3 +258,37 @@ def test_command_line(artifacts, tmp_path):
         "--vocab-size", "64", "--steps", "1", "--repeats", "1"])
     assert bench.exit_code == 0, bench.output
     assert "tokens/s" in bench.output
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("lr", float("inf")), ("lr", float("nan")), ("weight_decay", float("nan")),
+    ("micro_batch_size", -2), ("keep_checkpoints", 0), ("grad_clip", -1.0),
+    ("eps", 0.0), ("betas", (0.9,)), ("lr", "fast"), ("checkpoint_every", -1),
+])
+def test_bad_numbers_are_refused_when_read(field, value):
+    with pytest.raises(ValueError, match=field):
+        preset("ci", **{field: value})
+
+
+def test_a_diverging_run_stops_with_a_clear_message(artifacts):
+    with pytest.raises(FloatingPointError, match="diverged"):
+        pretrain(config(artifacts, "diverge", lr=1e30, grad_clip=0.0,
+                        warmup_steps=0, log_every=1))
+
+
+def test_config_file_profile_beats_the_default_profile(artifacts, tmp_path):
+    from typer.testing import CliRunner
+
+    from scratchllm.cli import app
+
+    settings = tmp_path / "ci.yaml"
+    settings.write_text(
+        f"profile: ci\nartifacts_root: {artifacts}\nmax_steps: 2\n"
+        "model_overrides: {d_model: 32, n_heads: 2, n_kv_heads: 1, "
+        "ffn_hidden: 64, n_layers: 1}\ncontext_length: 16\nbatch_size: 2\n"
+        "warmup_steps: 1\nprogress: false\nrun_name: profile\n"
+        "sample_every: -1\neval_tokens: 64\n")
+    trained = CliRunner().invoke(app, ["pretrain", "--config",
+                                       str(settings)])
+    assert trained.exit_code == 0, trained.output
+    assert (artifacts / "ci" / "checkpoints" / "profile").is_dir()

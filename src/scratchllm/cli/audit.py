@@ -9,11 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from scratchllm.cli.errors import fail
 
-def fail(message: str) -> None:
-    """Print one error line and exit with status 1."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

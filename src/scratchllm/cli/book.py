@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from scratchllm.cli.errors import fail
+
 from scratchllm.book.chapters import BookError, chapters, find_root, select
 
 book_app = typer.Typer(help="Tangle, execute and render the book.",
@@ -17,11 +19,6 @@ Profile = Annotated[
     str, typer.Option(help="Scale: ci, laptop, gpu or cluster.")
 ]
 
-
-def fail(message: str) -> None:
-    """Print an error the way a reader can act on, and exit non-zero."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def root_or_fail() -> Path:

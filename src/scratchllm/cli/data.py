@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
+
+from scratchllm.cli.errors import (check_input_folder, check_output_folder,
+                                   fail)
 
 #: StoryWorld stories per profile, as in the chapter's SCALE table.
 PROFILE_STORIES = {"ci": 4_000, "laptop": 25_000, "gpu": 100_000,
@@ -82,6 +86,19 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _record(line: str, where: str) -> dict[str, Any]:
+    """One document record of a split file (``where`` names the line)."""
+    try:
+        record = json.loads(line)
+    except ValueError as error:
+        fail(f"{where}: not JSON, the file is damaged or truncated "
+             f"({error})")
+    keys = ("id", "source", "license", "text")
+    if not isinstance(record, dict) or any(k not in record for k in keys):
+        fail(f"{where}: not a document record (needs {', '.join(keys)})")
+    return record
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``data`` command group to the main app."""
     data = typer.Typer(help="Prepare, audit, sample and benchmark "
@@ -96,35 +113,47 @@ def register(app: typer.Typer) -> None:
                                     "cluster: sets the StoryWorld size "
                                     "and the output folder"),
         documents: Optional[int] = typer.Option(
-            None, help="documents to generate (storyworld, crawl)"),
+            None, min=1, help="documents to generate (storyworld, crawl)"),
         seed: int = typer.Option(0, help="seed of generated sources"),
         path: list[Path] = typer.Option([], help="input file(s)"),
         license: Optional[str] = typer.Option(
             None, "--license", help="licence of local / hf sources"),
         name: str = typer.Option("tinystories", help="hf dataset name"),
         split: str = typer.Option("train", help="hf split to read"),
-        limit: Optional[int] = typer.Option(None, help="hf: at most N"),
+        limit: Optional[int] = typer.Option(None, min=1,
+                                            help="hf: at most N"),
         out: Optional[Path] = typer.Option(None, help="output folder"),
         artifacts_root: Path = typer.Option(Path("_build/artifacts")),
-        workers: int = typer.Option(1, help="cleaning processes"),
-        val_fraction: float = typer.Option(0.05),
+        workers: int = typer.Option(1, min=1, help="cleaning processes"),
+        val_fraction: float = typer.Option(
+            0.05, help="share of documents in val, in (0, 1)"),
     ) -> None:
         """Clean, filter, redact, deduplicate and split a source; write
         train/val JSONL and a manifest."""
         from scratchllm.data.pipeline import (PipelineConfig, run_pipeline,
-                                              storyworld_stats,
+                                              split_of, storyworld_stats,
                                               write_dataset)
 
         if profile not in PROFILE_STORIES:
             raise typer.BadParameter(f"unknown profile {profile!r}")
+        config = PipelineConfig(val_fraction=val_fraction)
+        for file in path:
+            if not file.is_file():
+                fail(f"{file} is not a file" if file.exists()
+                     else f"no such file: {file}")
         count = documents or (PROFILE_STORIES[profile]
                               if source == "storyworld" else 20_000)
         docs, dataset, sources = _source(source, count, seed, path,
                                          license, name, split, limit)
         folder = out or artifacts_root / profile / "data" / dataset
-        config = PipelineConfig(val_fraction=val_fraction)
+        check_output_folder(folder)
         start = time.perf_counter()
         result = run_pipeline(docs, config, workers=workers)
+        sizes = Counter(split_of(doc.id, val_fraction) for doc in result.kept)
+        if not sizes["train"] or not sizes["val"]:
+            fail(f"{len(result.kept)} of {result.stages[0]['in']} documents "
+                 f"survived cleaning: {sizes['train']} for train, "
+                 f"{sizes['val']} for val; both need some (nothing written)")
         manifest = write_dataset(result, folder, dataset, sources, config)
         seconds = time.perf_counter() - start
         for stage in manifest["stages"]:
@@ -143,18 +172,19 @@ def register(app: typer.Typer) -> None:
         up; exit with status 1 if anything is found."""
         from scratchllm.data.pipeline import audit
 
+        check_input_folder(folder)
         problems = audit(folder)
         for problem in problems:
             typer.echo(f"PROBLEM: {problem}")
         if problems:
-            raise typer.Exit(1)
+            fail(f"{folder}: {len(problems)} problem(s) found")
         typer.echo(f"{folder}: no problems found")
 
     @data.command()
     def sample(
         what: str = typer.Argument(..., help="a prepared dataset folder, "
                                    "or 'storyworld' / 'crawl' to generate"),
-        n: int = typer.Option(3, "-n", help="how many documents"),
+        n: int = typer.Option(3, "-n", min=1, help="how many documents"),
         split: str = typer.Option("val", help="train | val"),
         seed: int = typer.Option(0),
     ) -> None:
@@ -167,22 +197,28 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"=== {doc.id} {json.dumps(doc.meta)[:200]}\n"
                            f"{text}\n")
             return
+        from scratchllm.cli.errors import read_utf8
+
+        if split not in ("train", "val"):
+            raise typer.BadParameter(f"--split must be train or val, not "
+                                     f"{split!r}")
         path = Path(what) / f"{split}.jsonl"
-        if not path.is_file():
-            raise typer.BadParameter(f"{path} does not exist; prepare the "
-                                     "dataset first")
-        lines = path.read_text(encoding="utf-8").splitlines()
-        for line in random.Random(seed).sample(lines, min(n, len(lines))):
-            record = json.loads(line)
+        if not path.exists():
+            fail(f"{path} does not exist; prepare the dataset first")
+        records = [_record(line, f"{path}:{number}") for number, line in
+                   enumerate(read_utf8(path).splitlines(), 1)]
+        for record in random.Random(seed).sample(records,
+                                                 min(n, len(records))):
             typer.echo(f"=== {record['id']} ({record['source']}, "
                        f"{record['license']})\n{record['text']}\n")
 
     @data.command()
     def bench(
-        documents: int = typer.Option(100_000, help="crawl documents"),
-        workers: int = typer.Option(2, help="cleaning processes"),
+        documents: int = typer.Option(100_000, min=1,
+                                      help="crawl documents"),
+        workers: int = typer.Option(2, min=1, help="cleaning processes"),
         compare: int = typer.Option(
-            20_000, help="documents for the datasketch comparison"),
+            20_000, min=1, help="documents for the datasketch comparison"),
         seed: int = typer.Option(0),
     ) -> None:
         """Measure the chapter's figures on a large mini crawl."""

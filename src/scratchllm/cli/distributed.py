@@ -17,6 +17,8 @@ from pathlib import Path
 
 import typer
 
+from scratchllm.cli.errors import check_output_folder, fail
+
 distributed_app = typer.Typer(
     help="Scale out: Accelerate configs, memory arithmetic, multi-process "
     "training (chapter 8).",
@@ -43,6 +45,7 @@ def configs(
     DeepSpeed ZeRO-2/3) into OUT."""
     from scratchllm.distributed.configs import write_configs
 
+    check_output_folder(out)
     for path in write_configs(out):
         typer.echo(path)
 
@@ -107,43 +110,63 @@ def _settings(values: list[str]) -> list[str]:
     return options
 
 
-def _precision_options(profile: str, config: Path | None,
-                       settings: list[str]) -> list[str]:
-    """``--mixed_precision`` matching the TrainConfig's precision (pretrain
-    refuses to run when the two disagree)."""
+def _checked_options(profile: str | None, config: Path | None,
+                     settings: list[str]) -> list[str]:
+    """Check the run's TrainConfig and its token shards here, before any
+    process starts (a worker's failure is a page of per-rank
+    tracebacks); return ``--mixed_precision`` matching its precision
+    (pretrain refuses to run when the two disagree)."""
     import argparse
 
     from scratchllm.distributed.worker import train_config
 
+    if config is not None and not config.is_file():
+        fail(f"no such config file: {config}")
     arguments = argparse.Namespace(
         profile=profile, config=str(config) if config else None,
         set=[s.removeprefix("--set=") for s in settings])
-    precision = train_config(arguments).precision
+    checked = train_config(arguments)
+    index = checked.tokens_path() / "index.json"
+    if not index.is_file():
+        fail(f"no token shards at {index.parent} (missing index.json): run "
+             "chapter 3 first or set tokens_dir")
+    precision = checked.precision
     return ["--mixed_precision", {"fp32": "no"}.get(precision, precision)]
 
 
 @distributed_app.command("pretrain")
 def pretrain(
-    processes: int = typer.Option(2, help="Processes on this machine."),
-    profile: str = typer.Option("ci", help="TrainConfig preset."),
+    processes: int = typer.Option(2, min=1,
+                                  help="Processes on this machine."),
+    profile: str | None = typer.Option(
+        None, help="TrainConfig preset (default: the --config file's "
+        "profile, else ci)."),
     config: Path | None = typer.Option(None, help="YAML/TOML config."),
     set_: list[str] = typer.Option([], "--set", help="field=value "
                                    "override (repeatable)."),
     config_file: Path | None = typer.Option(
         None, help="Accelerate config (default: multi_gpu.yaml)."),
-    timeout: float = typer.Option(3600, help="Kill the run after this "
-                                  "many seconds."),
+    timeout: float = typer.Option(3600, min=1, help="Kill the run after "
+                                  "this many seconds."),
 ) -> None:
     """Chapter 7's pretrain on N local processes via accelerate launch."""
     from scratchllm.distributed.launch import launch
 
+    import math
+
+    if not 0 < timeout < math.inf:
+        fail(f"--timeout must be a positive number of seconds, got {timeout}")
     settings = _settings(set_)
-    arguments = ["pretrain", "--profile", profile, *settings]
+    precision = _checked_options(profile, config, settings)
+    if config_file is not None and not config_file.is_file():
+        fail(f"no such Accelerate config: {config_file}")
+    arguments = ["pretrain", *settings]
+    if profile is not None:
+        arguments += ["--profile", profile]
     if config is not None:
         arguments += ["--config", str(config)]
     accelerate_config = config_file or _multi_gpu_config()
-    result = launch(arguments, processes, accelerate_config,
-                    _precision_options(profile, config, settings),
+    result = launch(arguments, processes, accelerate_config, precision,
                     timeout=timeout, check=False)
     typer.echo(result.output)
     raise typer.Exit(result.returncode)
@@ -170,9 +193,10 @@ def bench(
     if steps < 3 or repeats < 1 or processes < 2:
         raise typer.BadParameter("need steps >= 3, repeats >= 1 and "
                                  "processes >= 2")
-    accelerate_config = _multi_gpu_config()
     settings = _settings(set_)
-    precision = _precision_options(profile, None, settings)
+    precision = _checked_options(profile, None, settings)
+    check_output_folder(out)
+    accelerate_config = _multi_gpu_config()
     medians: dict[int, list[float]] = {}
     for repeat in range(repeats):
         for count in (1, processes):

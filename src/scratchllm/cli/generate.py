@@ -10,18 +10,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from scratchllm.cli.errors import fail
+
 Profile = Annotated[str, typer.Option(
     help="Which profile's artifacts to use: ci, laptop, gpu or cluster.")]
 ArtifactsRoot = Annotated[Path, typer.Option(
     help="Folder holding one artifact folder per profile.")]
 Threads = Annotated[int, typer.Option(
-    help="CPU threads for PyTorch (1 is fastest for small models).")]
+    min=1, help="CPU threads for PyTorch (1 is fastest for small models).")]
 
-
-def fail(message: str) -> None:
-    """Print an error the reader can act on, and exit with status 1."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def load(
@@ -88,6 +85,8 @@ def register(app: typer.Typer) -> None:
 
         if prompt is None and not interactive:
             fail("give a PROMPT, or --interactive for a prompt loop")
+        if prompt is not None and interactive:
+            fail("give a PROMPT or --interactive, not both")
         try:
             config = SamplingConfig(
                 max_new_tokens=max_new_tokens, temperature=temperature,
@@ -176,8 +175,8 @@ def register(app: typer.Typer) -> None:
             help="Time this checkpoint instead of a fresh model.")] = None,
         new_tokens: Annotated[list[int], typer.Option(
             help="Lengths to time (repeatable).")] = [32, 64, 128, 256],
-        prompt_tokens: int = 16,
-        repeats: int = 3,
+        prompt_tokens: Annotated[int, typer.Option(min=1)] = 16,
+        repeats: Annotated[int, typer.Option(min=1)] = 3,
         hf: Annotated[bool, typer.Option(
             help="Also compare with transformers' generate.")] = True,
         threads: Threads = 1,

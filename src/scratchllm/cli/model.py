@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from scratchllm.cli.errors import check_output_folder, fail
+
 model_app = typer.Typer(
     help="The model: sizes and FLOPs, Hugging Face export, benchmarks.",
     no_args_is_help=True,
@@ -16,11 +18,6 @@ model_app = typer.Typer(
 
 PRESET_NAMES = ("ci", "laptop", "gpu", "gpt2-small")
 
-
-def fail(message: str) -> None:
-    """Print a readable error and exit non-zero."""
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def human(number: float, unit: str = "") -> str:
@@ -36,11 +33,12 @@ def info(
     preset: Annotated[Optional[list[str]], typer.Option(
         help="Preset(s) to show (default: all).")] = None,
     vocab_size: Annotated[Optional[int], typer.Option(
-        help="Override the vocabulary size.")] = None,
+        min=1, help="Override the vocabulary size.")] = None,
     batch_size: Annotated[int, typer.Option(
-        help="Batch size for the memory estimate.")] = 8,
+        min=1, help="Batch size for the memory estimate.")] = 8,
     seq_length: Annotated[Optional[int], typer.Option(
-        help="Sequence length (default: the context length).")] = None,
+        min=1, help="Sequence length (default: the context length).")
+    ] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -113,26 +111,22 @@ def export(
 
     from scratchllm.model.hf import export_hf
 
+    from scratchllm.train.checkpoint import CheckpointError, load_model
+
     if not checkpoint.is_dir():
         fail(f"no such checkpoint folder: {checkpoint}")
+    check_output_folder(out)
     try:
-        from scratchllm.train.checkpoint import load_model
-
         model, _ = load_model(checkpoint)
-    except (FileNotFoundError, ValueError, KeyError) as error:
+    except (CheckpointError, FileNotFoundError, ValueError,
+            KeyError) as error:
         fail(f"cannot load {checkpoint}: {error}")
     loaded_tokenizer = None
     if tokenizer is not None:
         from scratchllm.tokenizer import load_tokenizer
 
-        try:
-            loaded_tokenizer = load_tokenizer(tokenizer)
-        except (FileNotFoundError, ValueError) as error:
-            fail(f"cannot load tokenizer {tokenizer}: {error}")
-    try:
-        export_hf(model, out, tokenizer=loaded_tokenizer)
-    except ValueError as error:
-        fail(str(error))
+        loaded_tokenizer = load_tokenizer(tokenizer)
+    export_hf(model, out, tokenizer=loaded_tokenizer)
     typer.echo(f"wrote {out}: " + ", ".join(
         sorted(p.name for p in out.iterdir())))
     if check:
@@ -154,12 +148,15 @@ def export(
 def bench_attention(
     lengths: Annotated[str, typer.Option(
         help="Comma-separated sequence lengths.")] = "128,256,512,1024",
-    heads: Annotated[int, typer.Option(help="Attention heads.")] = 8,
-    head_dim: Annotated[int, typer.Option(help="Width per head.")] = 64,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 1,
-    repeats: Annotated[int, typer.Option(help="Timed runs each.")] = 5,
+    heads: Annotated[int, typer.Option(
+        min=1, help="Attention heads.")] = 8,
+    head_dim: Annotated[int, typer.Option(
+        min=1, help="Width per head.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 1,
+    repeats: Annotated[int, typer.Option(
+        min=1, help="Timed runs each.")] = 5,
     threads: Annotated[int, typer.Option(
-        help="CPU threads (0: leave PyTorch's default).")] = 0,
+        min=0, help="CPU threads (0: leave PyTorch's default).")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Time forward + backward of from-scratch attention and SDPA."""
@@ -175,6 +172,8 @@ def bench_attention(
         sizes = [int(n) for n in lengths.split(",") if n.strip()]
     except ValueError:
         fail(f"--lengths must be integers separated by commas: {lengths}")
+    if not sizes or min(sizes) < 1:
+        fail(f"--lengths must be positive integers: {lengths}")
     if device == "cuda" and not torch.cuda.is_available():
         fail("--device cuda, but no CUDA device is available")
     if threads:

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         try:
             files, lines = release(root, spec, check)
         except BookError as error:
-            fail(f"error: {error}")
+            fail(str(error))
         for line in lines:
             typer.echo(line)
         for path in files:

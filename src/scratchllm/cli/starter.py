@@ -9,14 +9,11 @@ from typing import Annotated
 
 import typer
 
+from scratchllm.cli.errors import fail
+
 TRACKS = ("beginner", "practitioner", "researcher")
 BUDGETS = ("laptop", "gpu", "cluster")
 
-
-def fail(message: str) -> None:
-    """Print one error line and exit with status 1."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,13 @@ from typing import Annotated
 
 import typer
 
+from scratchllm.cli.errors import (
+    check_input_folder,
+    check_output_folder,
+    fail,
+    read_utf8,
+)
+
 tokenizer_app = typer.Typer(
     help="Byte-level BPE tokenizers: train, encode, export, shard, bench.",
     no_args_is_help=True,
@@ -21,11 +28,6 @@ tokenizer_app = typer.Typer(
 
 GPT_PATTERNS = ("gpt4", "gpt2")
 
-
-def fail(message: str) -> None:
-    """Print a readable error and exit non-zero."""
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def read_corpus(paths: list[Path]) -> list[str]:
@@ -35,22 +37,20 @@ def read_corpus(paths: list[Path]) -> list[str]:
 
     texts: list[str] = []
     for path in paths:
-        if not path.is_file():
-            fail(f"no such file: {path}")
-        if path.suffix == ".jsonl":
+        if path.suffix == ".jsonl" and path.is_file():
             texts.extend(iter_jsonl_texts(path))
         else:
-            texts.append(path.read_text(encoding="utf-8"))
+            texts.append(read_utf8(path))
+    if not any(texts):
+        fail(f"no text in {', '.join(map(str, paths))}")
     return texts
 
 
 def load_or_fail(folder: Path):
+    """The tokenizer in ``folder`` (errors are reported by the CLI)."""
     from scratchllm.tokenizer.bpe import load_tokenizer
 
-    try:
-        return load_tokenizer(folder)
-    except (FileNotFoundError, ValueError) as error:
-        fail(str(error))
+    return load_tokenizer(folder)
 
 
 @tokenizer_app.command()
@@ -77,6 +77,7 @@ def train(
     if pattern not in GPT_PATTERNS:
         fail(f"--pattern must be one of {', '.join(GPT_PATTERNS)}")
     split = GPT4_SPLIT_PATTERN if pattern == "gpt4" else GPT2_SPLIT_PATTERN
+    check_output_folder(out)
     texts = read_corpus(inputs)
     start = time.perf_counter()
     try:
@@ -105,19 +106,32 @@ def encode(
     show: Annotated[bool, typer.Option(
         help="Print each token's text next to its id.")] = False,
 ) -> None:
-    """Print the ids of a text (special tokens recognised)."""
+    """Print the ids of a text (special tokens recognised). A file or
+    stdin that is not UTF-8 is refused, never silently repaired."""
+    import io
+
     from scratchllm.tokenizer.bpe import render_token
 
+    if text is not None and file is not None:
+        fail("give TEXT or --file, not both")
+    if file is not None and not file.is_file():
+        fail(f"{file} is not a file" if file.exists()
+             else f"no such file: {file}")
     tokenizer = load_or_fail(tokenizer_dir)
     if text is not None:
         ids = tokenizer.encode(text)
-    elif file is not None:
-        if not file.is_file():
-            fail(f"no such file: {file}")
-        with open(file, encoding="utf-8") as lines:
-            ids = list(tokenizer.encode_iterable(lines))
     else:
-        ids = list(tokenizer.encode_iterable(sys.stdin))
+        name = str(file) if file is not None else "stdin"
+        source = (open(file, "rb") if file is not None  # noqa: SIM115
+                  else getattr(sys.stdin, "buffer", None))
+        if source is None:  # a text-only stdin (tests): already decoded
+            source = io.BytesIO(sys.stdin.read().encode("utf-8"))
+        with io.TextIOWrapper(source, encoding="utf-8") as lines:
+            try:
+                ids = list(tokenizer.encode_iterable(lines))
+            except UnicodeDecodeError as error:
+                fail(f"{name} is not UTF-8 text (byte {error.start} of a "
+                     f"block: {error.reason}); nothing was encoded")
     if show:
         for i in ids:
             typer.echo(f"{i}\t{render_token(tokenizer.vocab[i])}")
@@ -133,10 +147,7 @@ def decode(
 ) -> None:
     """Print the text of a list of ids."""
     tokenizer = load_or_fail(tokenizer_dir)
-    try:
-        typer.echo(tokenizer.decode(ids))
-    except ValueError as error:
-        fail(str(error))
+    typer.echo(tokenizer.decode(ids))
 
 
 @tokenizer_app.command()
@@ -149,11 +160,9 @@ def export(
     """Export to Hugging Face (PreTrainedTokenizerFast.from_pretrained)."""
     from scratchllm.tokenizer.export import save_hf
 
+    check_output_folder(out)
     tokenizer = load_or_fail(tokenizer_dir)
-    try:
-        save_hf(tokenizer, out)
-    except ValueError as error:
-        fail(str(error))
+    save_hf(tokenizer, out)
     typer.echo(f"wrote {out / 'tokenizer.json'}")
 
 
@@ -167,19 +176,22 @@ def shard(
     splits: Annotated[str, typer.Option(
         help="Comma-separated splits.")] = "train,val",
     shard_tokens: Annotated[int, typer.Option(
-        help="Tokens per shard (at most, batches kept whole).")] = 1 << 24,
+        min=1, help="Tokens per shard (at most, batches kept whole).")
+    ] = 1 << 24,
     workers: Annotated[int, typer.Option(
-        help="Worker processes.")] = 1,
+        min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Tokenize a prepared dataset into memory-mapped shards + index.json."""
     from scratchllm.tokenizer.shards import write_shards
 
+    names = [name.strip() for name in splits.split(",") if name.strip()]
+    if not names:
+        fail("--splits names no split")
+    check_input_folder(data_dir, *(f"{name}.jsonl" for name in names))
+    check_output_folder(out)
     tokenizer = load_or_fail(tokenizer_dir)
-    try:
-        index = write_shards(tokenizer, data_dir, out,
-                             splits.split(","), shard_tokens, workers)
-    except (FileNotFoundError, ValueError) as error:
-        fail(str(error))
+    index = write_shards(tokenizer, data_dir, out, names, shard_tokens,
+                         workers)
     for split, entries in index["splits"].items():
         tokens = sum(e["tokens"] for e in entries)
         typer.echo(f"{split}: {len(entries)} shard(s), {tokens:,} tokens "
@@ -193,8 +205,9 @@ def bench(
         "--megabytes if shorter.")],
     megabytes: Annotated[float, typer.Option(
         help="Training text size.")] = 10.0,
-    vocab_size: Annotated[int, typer.Option()] = 8192,
-    repeats: Annotated[int, typer.Option(help="Runs per timing.")] = 3,
+    vocab_size: Annotated[int, typer.Option(min=257)] = 8192,
+    repeats: Annotated[int, typer.Option(
+        min=1, help="Runs per timing.")] = 3,
     stream_megabytes: Annotated[str, typer.Option(
         help="Comma-separated file sizes for the streaming memory test "
         "(empty to skip).")] = "10,50,120",
@@ -212,10 +225,18 @@ def bench(
     )
     from scratchllm.tokenizer.train import SmallVocabularyWarning, train_bpe
 
+    import math
+
+    if not 0 < megabytes < math.inf:
+        fail(f"--megabytes must be positive, got {megabytes}")
+    try:
+        sizes = [float(s) for s in stream_megabytes.split(",") if s.strip()]
+    except ValueError:
+        fail(f"--stream-megabytes must be numbers: {stream_megabytes}")
+    if not all(0 < mb < math.inf for mb in sizes):
+        fail(f"--stream-megabytes must be positive: {stream_megabytes}")
     documents = read_corpus([text])
     corpus = "\n\n".join(documents).encode("utf-8")
-    if not corpus:
-        fail(f"{text} holds no text")
     size = int(megabytes * 1e6)
     corpus = (corpus * (size // len(corpus) + 1))[:size]
     docs = corpus.decode("utf-8", "ignore").split("\n\n")
@@ -235,7 +256,6 @@ def bench(
         report["vocab_size"] = tokenizer.vocab_size
     sample = corpus[:2_000_000].decode("utf-8", "ignore")
     report["encoding"] = encoding_speed(tokenizer, sample, repeats)
-    sizes = [float(s) for s in stream_megabytes.split(",") if s.strip()]
     if sizes:
         report["streaming"] = {}
         with tempfile.TemporaryDirectory() as tmp:

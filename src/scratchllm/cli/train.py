@@ -8,11 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from scratchllm.cli.errors import fail
 
-def fail(message: str) -> None:
-    """Print an error a reader can act on, and exit non-zero."""
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
@@ -20,46 +17,43 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def pretrain(
-        profile: Annotated[str, typer.Option(
-            help="Preset: ci, laptop, gpu or cluster.")] = "laptop",
+        profile: Annotated[Optional[str], typer.Option(
+            help="Preset: ci, laptop, gpu or cluster (default: laptop; "
+            "with --config, the file's profile, else ci).")] = None,
         config: Annotated[Optional[Path], typer.Option(
             "--config", exists=True, dir_okay=False,
             help="YAML or TOML file overriding TrainConfig fields.")] = None,
-        resume: Annotated[bool, typer.Option(
-            help="Continue from the run folder's latest checkpoint.")
-        ] = False,
+        resume: Annotated[Optional[bool], typer.Option(
+            help="Continue from the run folder's latest checkpoint "
+            "(default: the --config file's resume, else no).")] = None,
         artifacts_root: Annotated[Optional[str], typer.Option(
             help="Artifact folder (default: the preset's, "
             "_build/artifacts).")] = None,
         max_steps: Annotated[Optional[int], typer.Option(
-            help="Override the number of steps.")] = None,
+            min=1, help="Override the number of steps.")] = None,
         accelerate: Annotated[bool, typer.Option(
             help="Use Hugging Face Accelerate (for `accelerate launch`).")
         ] = False,
     ) -> None:
-        """Pretrain a GPT on token shards (chapter 7)."""
+        """Pretrain a GPT on token shards (chapter 7). Settings come from,
+        in order of precedence: the flags given here, the --config file,
+        the profile's preset."""
         from scratchllm.train import load_config, preset
         from scratchllm.train import pretrain as run_pretraining
-        from scratchllm.train.checkpoint import CheckpointError
 
-        overrides = {"resume": resume}
-        if artifacts_root is not None:
-            overrides["artifacts_root"] = artifacts_root
-        if max_steps is not None:
-            overrides["max_steps"] = max_steps
-        try:
-            settings = (load_config(config, profile, **overrides) if config
-                        else preset(profile, **overrides))
-            accelerator = None
-            if accelerate:
-                from accelerate import Accelerator
+        given = {"resume": resume, "artifacts_root": artifacts_root,
+                 "max_steps": max_steps}
+        overrides = {k: v for k, v in given.items() if v is not None}
+        settings = (load_config(config, profile, **overrides) if config
+                    else preset(profile or "laptop", **overrides))
+        accelerator = None
+        if accelerate:
+            from accelerate import Accelerator
 
-                mixed = {"fp32": "no"}.get(settings.precision,
-                                           settings.precision)
-                accelerator = Accelerator(mixed_precision=mixed)
-            result = run_pretraining(settings, accelerator=accelerator)
-        except (ValueError, FileNotFoundError, CheckpointError) as error:
-            fail(str(error))
+            mixed = {"fp32": "no"}.get(settings.precision,
+                                       settings.precision)
+            accelerator = Accelerator(mixed_precision=mixed)
+        result = run_pretraining(settings, accelerator=accelerator)
         if accelerator is None or accelerator.is_main_process:
             typer.echo(
                 f"{result.steps} steps, {result.tokens:,} tokens in "
@@ -83,7 +77,8 @@ def register(app: typer.Typer) -> None:
             "compute-optimally.")] = None,
         hardware: Annotated[str, typer.Option(
             help="A hardware name (see --list).")] = "h100-sxm",
-        devices: Annotated[int, typer.Option(help="Number of devices.")] = 1,
+        devices: Annotated[int, typer.Option(
+            min=1, help="Number of devices.")] = 1,
         mfu: Annotated[float, typer.Option(
             help="Model FLOPs utilisation to assume.")] = 0.4,
         list_hardware: Annotated[bool, typer.Option(
@@ -103,7 +98,7 @@ def register(app: typer.Typer) -> None:
                  if value is not None]
         if list_hardware:
             if sizes or tokens is not None:
-                fail("error: --list prints the hardware table only; give "
+                fail("--list prints the hardware table only; give "
                      "it without a model size")
             typer.echo(f"prices as of {PRICES_AS_OF} (on-demand, USD per "
                        "device-hour; check current prices)")
@@ -113,13 +108,13 @@ def register(app: typer.Typer) -> None:
                            f"  {hw.note}")
             return
         if len(sizes) > 1:
-            fail(f"error: {' and '.join(sizes)} conflict: give one of "
+            fail(f"{' and '.join(sizes)} conflict: give one of "
                  "--params, --model or --flops")
         if flops is not None and tokens is not None:
-            fail("error: --flops picks the token count itself; give "
+            fail("--flops picks the token count itself; give "
                  "--tokens with --params or --model instead")
         if not sizes:
-            fail("error: give --params or --model (and optionally "
+            fail("give --params or --model (and optionally "
                  "--tokens), or --flops")
         try:
             if flops is not None:
@@ -163,13 +158,13 @@ def register(app: typer.Typer) -> None:
             help="fp32, bf16 or fp16 (GPU); repeat for several.")] = None,
         compile: Annotated[str, typer.Option(
             help="off, on or both.")] = "both",
-        batch_size: Annotated[int, typer.Option()] = 16,
-        context_length: Annotated[int, typer.Option()] = 256,
-        vocab_size: Annotated[int, typer.Option()] = 4096,
+        batch_size: Annotated[int, typer.Option(min=1)] = 16,
+        context_length: Annotated[int, typer.Option(min=1)] = 256,
+        vocab_size: Annotated[int, typer.Option(min=1)] = 4096,
         steps: Annotated[int, typer.Option(
-            help="Timed steps per repeat.")] = 10,
+            min=1, help="Timed steps per repeat.")] = 10,
         repeats: Annotated[int, typer.Option(
-            help="Repeats; the median is reported.")] = 3,
+            min=1, help="Repeats; the median is reported.")] = 3,
         device: Annotated[str, typer.Option()] = "cpu",
     ) -> None:
         """Tokens/s and ms/step of the training step for named configs,

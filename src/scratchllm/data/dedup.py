@@ -104,7 +104,7 @@ class Shingler:
             h = h * np.uint64(0x9E3779B97F4A7C15) + w[j:j + n]
         h = (h ^ (h >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
         h32 = (h >> np.uint64(32)).astype(np.uint32)
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        starts = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)[:-1]])
         counts = np.array(counts, dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)])
         index = np.repeat(starts - offsets[:-1], counts) + np.arange(

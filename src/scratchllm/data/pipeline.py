@@ -38,6 +38,13 @@ class PipelineConfig:
     redact_pii: bool = True
     val_fraction: float = 0.05
 
+    def __post_init__(self) -> None:
+        # "not 0 < x < 1" also refuses NaN, for which every test is false
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got "
+                             f"{self.val_fraction}: both splits need "
+                             "documents")
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy, for the manifest."""
         return {"filters": asdict(self.filters), "lsh": asdict(self.lsh),
@@ -265,15 +272,23 @@ def write_dataset(result: PipelineResult, folder: str | Path,
 def audit(folder: str | Path) -> list[str]:
     """Problems with a prepared dataset (an empty list: none found).
 
-    Flags a missing manifest, a source without a licence, stage counts
-    that do not add up, split files that changed since they were
-    written, documents without a licence, and PII left in the text.
+    Flags a missing or damaged manifest, a source without a licence,
+    stage counts that do not add up, split files that changed since they
+    were written, documents without a licence, and PII left in the text.
     """
     folder = Path(folder)
     path = folder / "manifest.json"
     if not path.is_file():
         return [f"{folder}: no manifest.json (provenance unknown)"]
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        return _audit_manifest(folder, manifest)
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        return [f"{path.name}: damaged ({type(error).__name__}: {error})"]
+
+
+def _audit_manifest(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """The audit of a parsed manifest (a damaged one raises)."""
     problems = []
     for source in manifest.get("sources", []):
         if not source.get("license") or source["license"] == "unknown":
@@ -302,9 +317,16 @@ def _audit_split(path: Path, split: dict[str, Any]) -> list[str]:
         for line in handle:
             digest.update(line)
             documents += 1
-            record = json.loads(line)
-            unlicensed += not record.get("license")
-            pii.update(f.kind for f in find_pii(record["text"]))
+            try:
+                record = json.loads(line)
+                unlicensed += not record.get("license")
+                text = record.get("text") or "\n".join(  # a chat record
+                    m["content"] for m in record["messages"])
+            except (ValueError, TypeError, KeyError, AttributeError):
+                problems.append(f"{path.name}:{documents}: not a document "
+                                "record (damaged or truncated)")
+                continue
+            pii.update(f.kind for f in find_pii(text))
     if digest.hexdigest() != split["sha256"] or \
             documents != split["documents"]:
         problems.append(f"{path.name}: differs from the manifest")

@@ -138,7 +138,11 @@ def shakespeare_documents(path: str | os.PathLike[str]
     ``../shared/data/tinyshakespeare/input.txt``; elsewhere download
     ``input.txt`` from the karpathy/char-rnn repository.
     """
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text ({error.reason} at "
+                         f"byte {error.start})") from None
     for number, speech in enumerate(text.split("\n\n")):
         if speech.strip():
             yield Document(f"shakespeare-{number}", speech.strip() + "\n",

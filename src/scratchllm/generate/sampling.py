@@ -39,16 +39,16 @@ class SamplingConfig:
                 f"max_new_tokens must be at least 1, got "
                 f"{self.max_new_tokens} (zero new tokens is just the "
                 "prompt)")
-        if self.temperature < 0:
-            problems.append(f"temperature must be >= 0 (0 is greedy), got "
-                            f"{self.temperature}")
+        if not 0 <= self.temperature < math.inf:  # NaN fails it too
+            problems.append(f"temperature must be >= 0 and finite (0 is "
+                            f"greedy), got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
             problems.append(f"top_k must be at least 1, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             problems.append(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.repetition_penalty <= 0:
-            problems.append(f"repetition_penalty must be positive, got "
-                            f"{self.repetition_penalty}")
+        if not 0 < self.repetition_penalty < math.inf:
+            problems.append(f"repetition_penalty must be positive and "
+                            f"finite, got {self.repetition_penalty}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             problems.append("stop sequences must be non-empty strings")
         if problems:

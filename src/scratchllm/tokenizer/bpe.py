@@ -330,11 +330,18 @@ def load_tokenizer(path: str | Path) -> "Tokenizer":
     """Load a tokenizer from a folder holding ``bpe.json`` (or the file)."""
     path = Path(path)
     file = path / "bpe.json" if path.is_dir() else path
-    if not file.exists():
+    if not file.is_file():
         raise FileNotFoundError(f"no tokenizer at {file}")
-    state = json.loads(file.read_text(encoding="utf-8"))
-    if state.get("format") != FORMAT or state.get("version") != 1:
+    try:
+        state = json.loads(file.read_text(encoding="utf-8"))
+    except ValueError as error:  # not UTF-8, or not JSON
+        raise ValueError(f"{file} is not a {FORMAT} file: {error}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT \
+            or state.get("version") != 1:
         raise ValueError(f"{file} is not a {FORMAT} version 1 file")
-    merges = {(a, b): c for a, b, c in state["merges"]}
-    return Tokenizer(merges, state["pattern"], state["special_tokens"],
-                     state.get("byte_ids", range(256)))
+    try:
+        merges = {(a, b): c for a, b, c in state["merges"]}
+        return Tokenizer(merges, state["pattern"], state["special_tokens"],
+                         state.get("byte_ids", range(256)))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{file} is damaged: {error!r}") from None

@@ -49,14 +49,29 @@ def _encode_batch(texts: list[str]) -> tuple[np.ndarray, int, int]:
 
 
 def iter_jsonl_texts(path: Path) -> Iterator[str]:
-    """The ``text`` field of each line of a JSONL file, lazily."""
+    """The ``text`` field of each line of a JSONL file, lazily; a line
+    that is not UTF-8 or not JSON is refused with its number."""
+    number = 0
     with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                record = json.loads(line)
-                if not isinstance(record.get("text"), str):
-                    raise ValueError(f"{path}:{number}: no 'text' string")
-                yield record["text"]
+        try:
+            for number, line in enumerate(lines, 1):
+                if line.strip():
+                    yield _jsonl_text(line, f"{path}:{number}")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text after line "
+                             f"{number}") from None
+
+
+def _jsonl_text(line: str, where: str) -> str:
+    """The ``text`` string of one JSONL line (``where`` names it)."""
+    try:
+        record = json.loads(line)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("text"),
+                                                      str):
+        raise ValueError(f"{where}: no 'text' string")
+    return record["text"]
 
 
 def write_split(tokenizer: Tokenizer, texts: Iterable[str], folder: Path,

@@ -5,6 +5,7 @@
 """Training configuration: one dataclass and a preset per profile."""
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,25 +60,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
-        problems = []
-        if self.profile not in PROFILES:
-            problems.append(f"profile must be one of {PROFILES}")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision must be one of {PRECISIONS}")
-        if self.schedule not in SCHEDULES:
-            problems.append(f"schedule must be one of {SCHEDULES}")
-        for name in ["context_length", "batch_size", "max_steps",
-                     "log_every", "eval_every", "eval_tokens"]:
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be positive")
-        if not 0 <= self.warmup_steps < self.max_steps:
-            problems.append("warmup_steps must be in [0, max_steps)")
-        if not 0 <= self.min_lr_ratio <= 1:
-            problems.append("min_lr_ratio must be in [0, 1]")
-        if not 0 < self.decay_fraction <= 1:
-            problems.append("decay_fraction must be in (0, 1]")
-        if self.grad_clip < 0 or self.lr <= 0:
-            problems.append("lr must be positive and grad_clip >= 0")
+        problems = config_problems(self)
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
@@ -102,6 +85,44 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
         return dataclasses.asdict(self)
+
+
+POSITIVE = ("context_length", "batch_size", "max_steps", "log_every",
+            "eval_every", "eval_tokens", "keep_checkpoints")
+
+
+def config_problems(c: TrainConfig) -> list[str]:
+    """What is wrong with a config's values (an empty list: nothing)."""
+    numbers = [f.name for f in dataclasses.fields(c)
+               if type(f.default) in (int, float)]
+    wrong = [n for n in numbers if isinstance(getattr(c, n), bool)
+             or not isinstance(getattr(c, n), (int, float))]
+    if wrong:
+        return [f"{name} must be a number" for name in wrong]
+    problems = [f"{name} must be one of {allowed}" for name, allowed in
+                (("profile", PROFILES), ("precision", PRECISIONS),
+                 ("schedule", SCHEDULES)) if getattr(c, name) not in allowed]
+    problems += [f"{name} must be positive" for name in POSITIVE
+                 if getattr(c, name) < 1]
+    checks = {
+        "micro_batch_size must be positive or unset":
+            c.micro_batch_size is None or c.micro_batch_size >= 1,
+        "checkpoint_every must be >= 0": c.checkpoint_every >= 0,
+        "warmup_steps must be in [0, max_steps)":
+            0 <= c.warmup_steps < c.max_steps,
+        "lr must be positive and finite": 0 < c.lr < math.inf,
+        "weight_decay must be finite and >= 0":
+            0 <= c.weight_decay < math.inf,
+        "grad_clip must be finite and >= 0": 0 <= c.grad_clip < math.inf,
+        "eps must be in (0, 1)": 0 < c.eps < 1,
+        "betas must be two numbers in [0, 1)":
+            len(c.betas) == 2 and all(0 <= b < 1 for b in c.betas),
+        "min_lr_ratio must be in [0, 1]": 0 <= c.min_lr_ratio <= 1,
+        "decay_fraction must be in (0, 1]": 0 < c.decay_fraction <= 1,
+        "peak_flops must be positive and finite or unset":
+            c.peak_flops is None or 0 < c.peak_flops < math.inf,
+    }
+    return problems + [message for message, ok in checks.items() if not ok]
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -144,15 +165,20 @@ def load_config(
     """A preset overridden by a YAML (.yaml/.yml) or TOML (.toml) file and
     then by `overrides`; the file may name its own `profile`."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".toml":
-        import tomllib  # Python 3.11+
-
-        values = tomllib.loads(text)
-    elif path.suffix in (".yaml", ".yml"):
-        values = yaml.safe_load(text) or {}
-    else:
+    if path.suffix not in (".toml", ".yaml", ".yml"):
         raise ValueError(f"{path}: use a .yaml, .yml or .toml file")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml":
+            import tomllib  # Python 3.11+
+
+            values = tomllib.loads(text)
+        else:
+            values = yaml.safe_load(text) or {}
+    except (ValueError, yaml.YAMLError) as error:  # not UTF-8, TOML, YAML
+        first = str(error).strip().splitlines()[0]
+        raise ValueError(f"{path} is not a readable config: {first}") \
+            from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of TrainConfig fields")
     known = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -428,6 +428,15 @@ def start_fresh(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
+def check_finite(run: Run, done: int) -> None:
+    """Stop a run whose logged training loss is NaN or infinite."""
+    if not math.isfinite(run.train_loss):
+        raise FloatingPointError(
+            f"the training loss is {run.train_loss} at step {done}: the "
+            f"run diverged (lr {run.config.lr}); lower lr or raise "
+            f"warmup_steps. Checkpoints saved so far are in {run.run_dir}")
+
+
 def due(done: int, every: int, last: int) -> bool:
     """Whether a periodic duty runs after step `done`."""
     return done == last or (every > 0 and done % every == 0)
@@ -452,6 +461,7 @@ def run_steps(
         if due(done, config.log_every, last):
             record = report(run, done, losses,
                             time.perf_counter() - window_start)
+            check_finite(run, done)
             bar.set_postfix(loss=f"{record['loss']:.3f}",
                             tok_s=f"{record['tokens_per_s']:,.0f}")
             losses = []
@@ -481,15 +491,21 @@ def pretrain(
     config: TrainConfig,
     accelerator: Any = None,
     on_step: Callable[[int, dict[str, Any]], None] | None = None,
+    model: GPT | None = None,
+    batches: Any = None,
 ) -> TrainResult:
     """Train a GPT on token shards, or with `config.resume` continue the
     run in `config.run_path()`; `accelerator` is an optional
-    `accelerate.Accelerator` (one process without it)."""
+    `accelerate.Accelerator` (one process without it). `model` replaces
+    the fresh model and `batches` the window sampler (fine-tuning)."""
     index = read_index(config.tokens_path())
     tokenizer = read_tokenizer(config.tokenizer_path())
     device = pick_device(config, accelerator)
     layout = batch_layout(config, accelerator)
-    raw_model, model_config = build_model(config, index["vocab_size"])
+    if model is None:
+        raw_model, model_config = build_model(config, index["vocab_size"])
+    else:
+        raw_model, model_config = model, model.config
     torch.manual_seed(config.seed + layout.rank)
     raw_model.to(device)
     optimizer = AdamW(parameter_groups(raw_model, config.weight_decay),
@@ -498,9 +514,9 @@ def pretrain(
         config=config, accelerator=accelerator, index=index,
         model_config=model_config, raw_model=raw_model, model=raw_model,
         optimizer=optimizer,
-        sampler=WindowSampler(read_split(config.tokens_path(), "train"),
-                              config.context_length, config.batch_size,
-                              seed=config.seed),
+        sampler=batches or WindowSampler(
+            read_split(config.tokens_path(), "train"),
+            config.context_length, config.batch_size, seed=config.seed),
         val_shards=read_split(config.tokens_path(), "val"),
         tokenizer=tokenizer, byte_lengths=token_byte_lengths(tokenizer),
         layout=layout,
