@@ -18,9 +18,12 @@ TORCH ?= torch==2.13.0
 EXTRAS ?= dev
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# fonts-symbola and fonts-wqy-microhei (8 MB together): emoji, CJK and
+# Hangul in the PDF (book/latex/scratchllm.sty).
 SYSTEM_PACKAGES := texlive-xetex texlive-latex-extra \
 	texlive-fonts-recommended latexmk fonts-freefont-otf xindy graphviz \
-	poppler-utils g++ chromium chromium-driver
+	poppler-utils g++ chromium chromium-driver fonts-symbola \
+	fonts-wqy-microhei
 MATHJAX := _build/node/node_modules/mathjax/es5
 # C++ extensions (DeepSpeed's CPU ops) are compiled into the project, not
 # into the user's ~/.cache/torch_extensions; chapter 8's launcher uses the
@@ -63,14 +66,16 @@ ops: $(SHM_OP)
 
 python-deps: $(VENV)/.installed ops
 
-# TeX Live, graphviz, poppler and g++ (for DeepSpeed's ops) from Debian's
-# packages.
+# TeX Live, fonts, graphviz, poppler and g++ (for DeepSpeed's ops) from
+# Debian's packages.
 system-deps:
 	@if command -v xelatex >/dev/null && command -v latexmk >/dev/null \
 	  && command -v dot >/dev/null && command -v pdftoppm >/dev/null \
 	  && command -v npm >/dev/null && command -v g++ >/dev/null \
 	  && command -v chromium >/dev/null \
-	  && command -v chromedriver >/dev/null; then exit 0; fi; \
+	  && command -v chromedriver >/dev/null \
+	  && fc-list | grep -q Symbola \
+	  && fc-list | grep -q "WenQuanYi Micro Hei"; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null; then \
 	  echo "Please install TeX Live (xelatex, latexmk), graphviz, poppler,"; \
 	  echo "g++, chromium, chromedriver and npm with your system's"; \

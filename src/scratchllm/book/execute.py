@@ -18,21 +18,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from scratchllm.book import kernel
 from scratchllm.book.chapters import PROFILES, BookError, Chapter
 
 #: Where chapters keep artifacts, relative to ``book/`` (their working
 #: directory); injected with the profile so the executed notebook shows both.
 ARTIFACTS_ROOT = "../_build/artifacts"
 
-#: Set in the kernels' environment: the book runs offline, and progress
-#: bars would only clutter the executed pages (learners see them).
+#: Set in the kernels' environment: the book runs offline.
 KERNEL_ENV = {
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
-    "TQDM_DISABLE": "1",
     "PYTHONHASHSEED": "0",
 }
+
+#: Kernel command-line options: progress bars as plain text (see
+#: ``scratchllm.book.kernel``).
+KERNEL_ARGUMENTS = [f"--IPKernelApp.exec_lines={[kernel.SETUP_LINE]!r}"]
 
 
 def stale_sources(root: Path) -> list[str]:
@@ -188,6 +191,7 @@ def execute(
                 language="python",
                 progress_bar=True,
                 request_save_on_cell_execute=False,
+                extra_arguments=KERNEL_ARGUMENTS,
             )
         except papermill.PapermillExecutionError as error:
             raise BookError(failure_message(chapter, error)) from error

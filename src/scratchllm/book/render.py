@@ -4,11 +4,19 @@ Nothing is executed here.  The sources are staged in ``_build/stage``: the
 executed notebooks take the place of the chapters' Markdown, each chapter
 page gets links to its downloads, and the roadmap is generated from the
 chapters' front matter and the measured timings.
+
+The staged pages are trimmed for the reader (the downloads keep every
+line): the tangler's ``#| export`` directives and the ``glue(...)`` calls
+that only hand numbers to the prose are not printed, progress bars keep
+their final state, and the first appendix starts LaTeX's appendix
+numbering (A, B, ...).
 """
 
 from __future__ import annotations
 
+import ast
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +28,12 @@ from scratchllm.book.chapters import BookError, Chapter, chapters
 
 MATHJAX = Path("_build/node/node_modules/mathjax/es5")
 HEADING = "# "
+#: A tangler directive line (``#| export scratchllm.x``).
+DIRECTIVE = re.compile(r"^#\|.*(\n|$)", re.MULTILINE)
+#: Text a later carriage return overwrites on the same line.
+OVERWRITTEN = re.compile(r"[^\n]*\r(?=[^\n])")
+#: Starts LaTeX's appendix numbering; HTML ignores it.
+APPENDIX_CELL = "```{raw} latex\n\\appendix\n```"
 
 
 def write_if_changed(path: Path, data: bytes) -> None:
@@ -128,8 +142,107 @@ def staged_exercise(source: Path) -> bytes:
     return "".join(lines).encode("utf-8")
 
 
-def staged_notebook(chapter: Chapter, executed: Path) -> bytes:
-    """The executed notebook with its downloads cell after the heading."""
+def is_glue_only(statement: ast.stmt) -> bool:
+    """Whether a statement does nothing but ``glue(...)`` (or imports
+    ``glue``): a call, or a loop or ``if`` whose body is only such calls."""
+    if isinstance(statement, ast.Expr):
+        call = statement.value
+        return (isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Name)
+                and call.func.id == "glue")
+    if isinstance(statement, ast.ImportFrom):
+        return [alias.name for alias in statement.names] == ["glue"]
+    if isinstance(statement, (ast.For, ast.If, ast.With)):
+        body = statement.body + getattr(statement, "orelse", [])
+        return all(is_glue_only(inner) for inner in body)
+    return False
+
+
+def glue_lines(body: list[ast.stmt]) -> set[int]:
+    """The (0-based) line numbers of the glue-only statements in ``body``
+    and in the blocks nested in it.  A block is never emptied: one that
+    holds only glue is kept whole, unless its statement goes as a whole."""
+    lines: set[int] = set()
+    for statement in body:
+        if is_glue_only(statement):
+            lines.update(range(statement.lineno - 1,
+                               statement.end_lineno or statement.lineno))
+            continue
+        blocks = [getattr(statement, name, [])
+                  for name in ("body", "orelse", "finalbody")]
+        blocks += [handler.body
+                   for handler in getattr(statement, "handlers", [])]
+        for block in blocks:
+            if block and not all(is_glue_only(inner) for inner in block):
+                lines |= glue_lines(block)
+    return lines
+
+
+def strip_glue(source: str) -> str:
+    """The cell's code without its glue-only statements (a cell that does
+    not parse, e.g. with IPython magics, is left as it is)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    drop = glue_lines(tree.body)
+    if not drop:
+        return source
+    lines = source.splitlines(keepends=True)
+    kept = [line for index, line in enumerate(lines) if index not in drop]
+    return "".join(kept).rstrip()
+
+
+def printed_source(source: str) -> str:
+    """A code cell's source as the page prints it: no tangler directive,
+    no glue-only statements."""
+    return strip_glue(DIRECTIVE.sub("", source))
+
+
+def collapse_streams(outputs: list) -> list:
+    """Merge consecutive stream outputs of the same name and keep what a
+    terminal would show after carriage returns: a text progress bar's
+    final state.  A stream left blank (a bar that cleared itself) goes."""
+    merged: list = []
+    for output in outputs:
+        if (output.get("output_type") == "stream" and merged
+                and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == output.get("name")):
+            merged[-1]["text"] += output["text"]
+        else:
+            merged.append(output)
+    kept = []
+    for output in merged:
+        if output.get("output_type") == "stream":
+            text = OVERWRITTEN.sub("", output["text"])
+            text = re.sub(r"\r+(?=\n|$)", "", text)
+            if not text.strip():
+                continue
+            output["text"] = text
+        kept.append(output)
+    return kept
+
+
+def trim_for_print(notebook) -> None:
+    """Trim the code cells of a staged notebook for the reader, in place:
+    cells whose code is all trimmed away keep only their outputs."""
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        source = printed_source(cell.source)
+        if source != cell.source:
+            cell.source = source
+            if not source.strip():
+                tags = cell.metadata.get("tags", [])
+                cell.metadata["tags"] = [*tags, "remove-input"]
+        cell.outputs = collapse_streams(cell.get("outputs", []))
+
+
+def staged_notebook(chapter: Chapter, executed: Path,
+                    first_appendix: bool = False) -> bytes:
+    """The executed notebook, trimmed for print, with its downloads cell
+    after the heading (and, before it, the start of LaTeX's appendices
+    when ``first_appendix``)."""
     import nbformat
 
     if not executed.is_file():
@@ -142,9 +255,13 @@ def staged_notebook(chapter: Chapter, executed: Path) -> bytes:
         tags = cell.metadata.get("tags", [])
         if "parameters" in tags:  # the injected cell shows what ran
             cell.metadata["tags"] = [*tags, "remove-cell"]
+    trim_for_print(notebook)
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type == "markdown" and HEADING in "\n" + cell.source:
             notebook.cells.insert(index + 1, downloads_cell(chapter))
+            if first_appendix:
+                notebook.cells.insert(
+                    index, nbformat.v4.new_markdown_cell(APPENDIX_CELL))
             break
     return nbformat.writes(notebook).encode("utf-8")
 
@@ -160,11 +277,13 @@ def stage(root: Path) -> Path:
               skip=set((root / "exercises").rglob("__pycache__/*")))
     for name in ("_config.yml", "_toc.yml"):
         write_if_changed(staged / name, (root / name).read_bytes())
+    first_appendix = next(
+        (chapter for chapter in book if chapter.meta.get("appendix")), None)
     for chapter in book:
         executed = build / "executed" / f"{chapter.stem}.ipynb"
         write_if_changed(
             staged / "book" / f"{chapter.stem}.ipynb",
-            staged_notebook(chapter, executed),
+            staged_notebook(chapter, executed, chapter is first_appendix),
         )
         downloads = build / "downloads"
         shutil.copyfile(executed, downloads / f"{chapter.stem}.executed.ipynb")

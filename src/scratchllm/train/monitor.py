@@ -7,10 +7,12 @@
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib.pyplot as plt
 import torch
+
+if TYPE_CHECKING:  # pyplot is imported where a plot is drawn: it is slow
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,11 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def plot_training(records: list[dict[str, Any]]) -> plt.Figure:
+def plot_training(records: list[dict[str, Any]]) -> "Figure":
     """Loss (train and validation) against tokens, and the learning rate
     against steps."""
+    import matplotlib.pyplot as plt
+
     train = [r for r in records if r["kind"] == "train"]
     evals = [r for r in records if r["kind"] == "eval"]
     fig, (loss_ax, lr_ax) = plt.subplots(1, 2, figsize=(9, 3))
