@@ -201,10 +201,13 @@ def learn_merges(pretokens: Mapping[str, int], num_merges: int,
     last_id = min(255 + num_merges, MAX_ID)
     with cycle_collector_paused():
         table = PairTable(words, list(pretokens.values()))
-        for new_id in tqdm(range(256, last_id + 1), desc="BPE merges",
-                           mininterval=1.0, **quiet):
+        bar = tqdm(range(256, last_id + 1), desc="BPE merges",
+                   mininterval=1.0, **quiet)
+        for new_id in bar:
             pair = table.pop_best()
-            if pair is None:
+            if pair is None:  # no pair left: the bar ends where we did
+                bar.total = len(merges)
+                bar.refresh()
                 break
             new = chr(new_id)
             table.key[new] = table.key[pair[0]][:-1] + table.key[pair[1]]
