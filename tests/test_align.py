@@ -256,7 +256,7 @@ def test_dpo_training_on_the_chapter_7_loop(artifacts, tokenizer, sft,
         encoded, reference, 8, pad_id).batch(0, slice(0, 8))).item()
     result = align(config, sft, sft.config,
                    PairSampler(encoded, reference, 4, pad_id),
-                   dpo_objective(0.5), tokenizer.sha256())
+                   dpo_objective(0.5), tokenizer)
     after = dpo_objective(0.5)(sft, PairSampler(
         encoded, reference, 8, pad_id).batch(0, slice(0, 8))).item()
     assert after < before
@@ -300,7 +300,7 @@ def test_reward_model_trains_saves_and_loads(artifacts, tokenizer, sft,
                           output_dir=str(tmp_path / "rm"),
                           eval_tokens=256)
     align(config, reward_model, sft.config, sampler, reward_objective,
-          tokenizer.sha256())
+          tokenizer)
     loaded = load_reward_model(tmp_path / "rm")
     batch = sampler.batch(0, slice(0, 4)).sequences
     chosen, rejected = loaded.scores(batch.ids, batch.mask).chunk(2)
@@ -353,7 +353,7 @@ def test_grpo_online_sampling_and_training(artifacts, tokenizer, sft,
                           output_dir=str(tmp_path / "grpo"),
                           eval_tokens=256)
     align(config, sft, sft.config, sampler, grpo_objective(),
-          tokenizer.sha256())
+          tokenizer)
     assert [h["step"] for h in sampler.history] == [0, 2]
     assert all("monitor" in h for h in sampler.history)
 
