@@ -391,6 +391,9 @@ CASES = [
     case("align grpo --requests 0", "range", "--requests"),
     case("align grpo --sft {text} --tokenizer {tok_chat} --output {out}",
          "file as checkpoint"),
+    # compliance audit (appendix A)
+    case("audit {out}", "no artifacts folder", "no artifacts folder"),
+    case("audit {dir} --samples -1", "range", "--samples"),
     # book
     case("book execute --profile nope", "unknown profile"),
     case("book new 03_tokenization Again", "chapter exists"),
