@@ -29,6 +29,8 @@ from scratchllm.cli.errors import DEBUG_VARIABLE
 
 TEXT = "The little fox ran to the river. The owl said hello to the fox.\n"
 BINARY = bytes(range(256)) * 4  # not UTF-8: 0x80 cannot start a character
+CHAT = json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                {"role": "assistant", "content": "hello"}]})
 
 
 def runner() -> CliRunner:
@@ -184,24 +186,31 @@ def make_inputs(folder: Path, good: dict[str, Path]) -> Inputs:
         "pairs_bad": lambda: file("pairs.jsonl", json.dumps(
             {"prompt": "Hi.", "chosen": "Mia.", "rejected": "Tom."})
             + '\n{"prompt": \n'),
+        "chat_bad": lambda: file("chat_bad.jsonl",
+                                 CHAT + '\n{"messages": \n'),
+        "chat_binary": lambda: file("chat_binary.jsonl",
+                                    CHAT.encode() + b"\n" + BINARY[128:]),
+        "dir_full": lambda: file("full/keep.txt", "keep me\n").parent,
+        "book_root": lambda: file("book_root/_toc.yml", "root: intro\n")
+        .parent,
     }
     return Inputs(good, makers)
 
 
 def case(line: str, why: str, expect: str = "", xfail: str = "",
-         slow: bool = False):
+         slow: bool = False, cwd: str = ""):
     """One row: a command line, why its input is bad, a fragment the
     error must contain (when the line could fail for another reason),
-    for a known gap the issue that closes it, and whether it is slow."""
+    for a known gap the issue that closes it, whether it is slow, and
+    the placeholder of a folder to run it in (else the current one)."""
     marks = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
     marks += [pytest.mark.slow] if slow else []
     name = f"{line.split('{')[0].strip()}: {why}"
-    return pytest.param(line, why, expect, marks=marks, id=name)
+    return pytest.param(line, why, expect, cwd, marks=marks, id=name)
 
 
-#: write_shards creates --out before it reads the data; issue 15 item 1
-#: (atomic artifacts, branch h-hard2a) fixes it: then drop these xfails.
-SHARDS_NOT_ATOMIC = "write_shards leaves an empty --out (issue 15 item 1)"
+SFT = ("sft --profile ci --checkpoint {ckpt} --tokenizer {tok} "
+       "--out {out} ")
 
 #: The corpus. Placeholders: see make_inputs.
 CASES = [
@@ -239,7 +248,7 @@ CASES = [
     case("tokenizer shard {tok} {data_split_dir} --out {out}",
          "train.jsonl is a folder"),
     case("tokenizer shard {tok} {data_bad_jsonl} --out {out}", "bad jsonl",
-         "train.jsonl:2", xfail=SHARDS_NOT_ATOMIC),
+         "train.jsonl"),
     case("tokenizer shard {tok} {text} --out {out}", "file as data folder"),
     case("tokenizer shard {tok} {data} --out {out_file}", "file as --out"),
     case("tokenizer shard {tok} {data} --out {out} --shard-tokens 0", "range"),
@@ -247,7 +256,7 @@ CASES = [
     case("tokenizer shard {tok} {data} --out {out} --workers -1", "range"),
     case("tokenizer shard {tok_trunc} {data} --out {out}", "bad tokenizer"),
     case("data tokenize {tok} {data_bad_jsonl} --out {out}", "bad jsonl",
-         "train.jsonl:2", xfail=SHARDS_NOT_ATOMIC),
+         "train.jsonl"),
     case("tokenizer bench --text {binary}", "binary"),
     case("tokenizer bench --text {empty}", "empty"),
     case("tokenizer bench --text {text} --megabytes nan", "range",
@@ -391,11 +400,114 @@ CASES = [
     case("align grpo --requests 0", "range", "--requests"),
     case("align grpo --sft {text} --tokenizer {tok_chat} --output {out}",
          "file as checkpoint"),
-    # compliance audit (appendix A)
-    case("audit {out}", "no artifacts folder", "no artifacts folder"),
+    # audit (chapter 13)
+    case("audit {out}", "missing artifacts folder"),
+    case("audit {dir}", "empty artifacts folder"),
+    case("audit {text}", "file as artifacts folder"),
     case("audit {dir} --samples -1", "range", "--samples"),
+    # fine-tuning (chapter 10)
+    case("sft --profile ci --artifacts-root {out}", "no checkpoint"),
+    case(SFT + "--data {jsonl_bad}", "not a chat", "bad.jsonl:1"),
+    case(SFT + "--data {chat_bad}", "bad jsonl", "chat_bad.jsonl:2"),
+    case(SFT + "--data {jsonl_binary}", "binary jsonl", "binary.jsonl:1"),
+    case(SFT + "--data {chat_binary}", "binary line",
+         "chat_binary.jsonl:2: not UTF-8"),
+    case(SFT + "--data {empty}", "empty data", "empty"),
+    case(SFT + "--data {dir}", "dir as --data"),
+    case(SFT.replace("{ckpt}", "{ckpt_weights}") + "--data {jsonl_bad}",
+         "damaged checkpoint"),
+    case(SFT.replace("{ckpt}", "{text}") + "--data {jsonl_bad}",
+         "file as checkpoint"),
+    case(SFT.replace("{tok}", "{tok_dir}") + "--data {jsonl_bad}",
+         "bpe.json is a folder", "bpe.json"),
+    case(SFT.replace("{tok}", "{text}") + "--data {jsonl_bad}",
+         "file as tokenizer folder"),
+    case(SFT + "--data {chat_bad} --steps 0", "range", "max_steps"),
+    case(SFT + "--data {chat_bad} --batch-size -1", "range",
+         "batch_size"),
+    case(SFT + "--data {chat_bad} --lr nan", "range", "lr must be"),
+    case(SFT + "--data {chat_bad} --context 0", "range", "context_length"),
+    case(SFT + "--data {chat_bad} --lora-rank -1", "range", "--lora-rank"),
+    case(SFT + "--data {chat_bad} --lora-rank 4 --lora-alpha nan",
+         "range", "--lora-alpha"),
+    case(SFT + "--data {chat_bad} --precision fp8", "unknown precision",
+         "precision must be"),
+    case(SFT.replace("{out}", "{out_file}") + "--data {jsonl_bad}",
+         "file as --out"),
+    # chat (chapter 10)
+    case("chat --once hi --profile ci --artifacts-root {out}",
+         "no checkpoint"),
+    case("chat --once hi --checkpoint {ckpt_weights} --tokenizer {tok}",
+         "damaged checkpoint"),
+    case("chat --once hi --checkpoint {text} --tokenizer {tok}",
+         "file as checkpoint"),
+    case("chat --once hi --checkpoint {ckpt} --tokenizer {tok_dir}",
+         "bpe.json is a folder", "bpe.json"),
+    case("chat --once hi --checkpoint {ckpt} --tokenizer {text}",
+         "file as tokenizer folder"),
+    case("chat --once hi --checkpoint {ckpt} --tokenizer {tok} "
+         "--temperature nan", "range", "temperature"),
+    case("chat --once hi --checkpoint {ckpt} --tokenizer {tok} "
+         "--max-new-tokens 0", "range", "max_new_tokens"),
+    case("chat --once hi --checkpoint {ckpt} --tokenizer {tok} --top-k -1",
+         "range", "top_k"),
+    # serving (chapter 12): every row fails before a server starts
+    case("serve {ckpt_weights} --tokenizer {tok}", "damaged checkpoint"),
+    case("serve {ckpt_meta} --tokenizer {tok}", "damaged checkpoint.json"),
+    case("serve {text} --tokenizer {tok}", "file as checkpoint"),
+    case("serve {ckpt} --tokenizer {tok_list}", "bpe.json is []",
+         "bpe.json"),
+    case("serve {ckpt} --tokenizer {text}", "file as tokenizer folder"),
+    case("serve {ckpt} --tokenizer {tok} --threads 0", "range",
+         "--threads"),
+    case("serve {ckpt} --tokenizer {tok} --quantize int3",
+         "unknown quantization", "int3"),
+    case("serve-bench {ckpt_weights} --tokenizer {tok}",
+         "damaged checkpoint"),
+    case("serve-bench {text} --tokenizer {tok}", "file as checkpoint"),
+    case("serve-bench {ckpt} --tokenizer {tok_dir}", "bpe.json is a folder",
+         "bpe.json"),
+    case("serve-bench {ckpt} --tokenizer {tok} --threads 0", "range",
+         "--threads"),
+    case("serve-bench {ckpt} --tokenizer {tok} --quantize int3",
+         "unknown quantization", "int3"),
+    # quantization and export (chapter 11)
+    case("quantize {ckpt_weights} --tokenizer {tok} --tokens {dir}",
+         "damaged checkpoint"),
+    case("quantize {text} --tokenizer {tok} --tokens {dir}",
+         "file as checkpoint"),
+    case("quantize {ckpt} --tokenizer {tok_trunc} --tokens {dir}",
+         "truncated bpe.json", "bpe.json"),
+    case("quantize {ckpt} --tokenizer {tok} --tokens {dir}",
+         "no token shards"),
+    case("quantize {ckpt} --tokenizer {tok} --tokens {text}",
+         "file as token folder"),
+    case("quantize {ckpt} --tokenizer {tok} --tokens {dir} --threads 0",
+         "range", "--threads"),
+    case("export {ckpt_weights} {out} --tokenizer {tok}",
+         "damaged checkpoint"),
+    case("export {ckpt_meta} {out} --tokenizer {tok} --format hf",
+         "damaged checkpoint.json"),
+    case("export {text} {out} --tokenizer {tok}", "file as checkpoint"),
+    case("export {ckpt} {out} --tokenizer {tok_nomerges}",
+         "bpe.json lacks merges", "bpe.json"),
+    case("export {ckpt} {out_file} --tokenizer {tok} --format hf",
+         "file as output folder"),
+    case("export {ckpt} {out} --tokenizer {tok} --format onnx",
+         "unknown format", "onnx"),
+    case("export {ckpt} {out} --tokenizer {tok} --type q4_k",
+         "unknown GGUF type", "q4_k"),
+    # starter repository (chapter 14)
+    case("scaffold {dir_full}", "non-empty folder"),
+    case("scaffold {out_file}", "file as folder"),
+    case("scaffold {out} --track wizard", "unknown track", "wizard"),
+    case("scaffold {out} --budget moon", "unknown budget", "moon"),
     # book
     case("book execute --profile nope", "unknown profile"),
+    case("book release --no-check", "not in a book", "_toc.yml",
+         cwd="dir"),
+    case("book release --no-check", "book not built", "build the book",
+         cwd="book_root"),
     case("book new 03_tokenization Again", "chapter exists"),
 ]
 
@@ -416,14 +528,16 @@ def error_lines(stderr: str) -> list[str]:
 PROGRESS = re.compile(r"\d+(it| ?docs?| ?doc)?(/s)? \[\d\d:\d\d")
 
 
-@pytest.mark.parametrize(("line", "why", "expect"), CASES)
+@pytest.mark.parametrize(("line", "why", "expect", "cwd"), CASES)
 def test_bad_input_gets_one_clean_line(line: str, why: str, expect: str,
-                                       good, tmp_path: Path,
+                                       cwd: str, good, tmp_path: Path,
                                        monkeypatch) -> None:
     monkeypatch.delenv(DEBUG_VARIABLE, raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     paths = make_inputs(tmp_path, good)
     argv = [part.format_map(paths) for part in line.split()]
+    if cwd:
+        monkeypatch.chdir(paths[cwd])
     before, shared = snapshot(tmp_path), snapshot(good["tok"].parent)
     result = runner().invoke(app, argv)
     assert result.exception is None or isinstance(

@@ -14,10 +14,21 @@ from scratchllm.book.chapters import BookError
 from scratchllm.cli import app
 
 
+def build_metadata(root: Path) -> dict[Path, float]:
+    """The setuptools metadata folders in the tree, with their times."""
+    return {path: path.stat().st_mtime
+            for path in root.glob("src/*.egg-info")}
+
+
 @pytest.fixture(scope="module")
 def dists(root: Path, tmp_path_factory) -> list[Path]:
-    return release.build_distributions(
+    before = build_metadata(root)
+    built = release.build_distributions(
         root, tmp_path_factory.mktemp("dist"))
+    # built from a copy: the tree's own metadata (an editable install's)
+    # is neither made nor touched
+    assert build_metadata(root) == before
+    return built
 
 
 @pytest.mark.slow
@@ -33,7 +44,6 @@ def test_wheel_and_sdist_hold_the_package_and_its_command(
     assert "scratchllm/starter/files.py" in names
     assert not any(name.startswith(("book/", "tests/", "exercises/"))
                    for name in names)
-    assert not list(root.glob("src/*.egg-info"))  # built from a copy
     assert not (root / "build").exists()
 
 

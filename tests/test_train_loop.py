@@ -96,7 +96,10 @@ def test_resume_after_kill_is_bit_identical(artifacts, precision):
 
 def test_without_resume_a_run_starts_over(artifacts):
     first = pretrain(config(artifacts, "again"))
-    second = pretrain(config(artifacts, "again"))
+    with pytest.raises(CheckpointError, match="--overwrite"):
+        pretrain(config(artifacts, "again"))
+    assert (first.run_dir / "step_00000006").is_dir()
+    second = pretrain(config(artifacts, "again", overwrite=True))
     assert same_weights(first.model, second.model)
     log = read_log(first.run_dir / "log.jsonl")
     assert [r["step"] for r in log if r["kind"] == "train"] == [2, 4, 6]
@@ -199,12 +202,21 @@ def test_checkpoint_keeps_every_process_random_state(tmp_path):
             assert torch.equal(tensor, again["tensors"][name]), name
 
 
-def test_corrupt_checkpoint_stops_resume(artifacts):
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:-10])
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_one_before(
+        artifacts, capsys):
     result = pretrain(config(artifacts, "corrupt"))
-    latest = json.loads((result.run_dir / "latest.json").read_text())
-    weights = result.run_dir / latest["path"] / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-10])
-    with pytest.raises(CheckpointError, match="truncated"):
+    truncate(result.run_dir / "step_00000006" / "model.safetensors")
+    again = pretrain(config(artifacts, "corrupt", resume=True))
+    assert "newest intact one, step_00000003" in capsys.readouterr().err
+    assert same_weights(result.model, again.model)
+    for step in ["step_00000003", "step_00000006"]:
+        truncate(result.run_dir / step / "model.safetensors")
+    with pytest.raises(CheckpointError,
+                       match="no intact checkpoint.*truncated"):
         pretrain(config(artifacts, "corrupt", resume=True))
 
 

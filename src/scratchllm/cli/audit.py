@@ -33,11 +33,16 @@ def register(app: typer.Typer) -> None:
         and write a model card; exit 1 with one line per problem."""
         from scratchllm.compliance.audit import run_audit, write_audit
 
+        if samples < 0:
+            fail(f"--samples must be 0 or more, got {samples}")
         if not artifacts.is_dir():
             fail(f"no artifacts folder at {artifacts}: give a profile's "
                  "folder, e.g. _build/artifacts/ci")
-        if samples < 0:
-            fail(f"--samples must be 0 or more, got {samples}")
+        if not any((artifacts / part).exists()
+                   for part in ("data", "checkpoints")):
+            fail(f"{artifacts} holds no artifacts (no data/ or "
+                 "checkpoints/): give a profile's folder, e.g. "
+                 "_build/artifacts/ci")
         try:
             report = run_audit(artifacts, samples=samples, seed=seed)
             written = write_audit(report, out or artifacts / "audit")

@@ -75,15 +75,11 @@ def _hf_license(name: str) -> str:
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
+    from scratchllm.data.atomic import sha256_file
 
     if not path.is_file():
         raise typer.BadParameter(f"no such file: {path}")
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def _record(line: str, where: str) -> dict[str, Any]:

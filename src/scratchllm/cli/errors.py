@@ -57,9 +57,10 @@ def debugging() -> bool:
 
 def expected_errors() -> tuple[type[BaseException], ...]:
     """The exception kinds that mean bad input, not a bug."""
+    from scratchllm.data.atomic import FolderLocked
     from scratchllm.train.checkpoint import CheckpointError
 
-    return (ValueError, CheckpointError, FileNotFoundError,
+    return (ValueError, CheckpointError, FolderLocked, FileNotFoundError,
             FileExistsError, IsADirectoryError, NotADirectoryError,
             PermissionError, json.JSONDecodeError, UnicodeDecodeError,
             FloatingPointError, ConnectionError)

@@ -3,6 +3,7 @@ never tangled)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -59,6 +60,11 @@ def register(app: typer.Typer) -> None:
         from scratchllm.finetune.sft import run_sft, sft_config
         from scratchllm.train.checkpoint import CheckpointError
 
+        if lora_rank < 0:
+            fail(f"--lora-rank must be 0 or more, got {lora_rank}")
+        if lora_rank and not 0 < lora_alpha < math.inf:
+            fail(f"--lora-alpha must be positive and finite, got "
+                 f"{lora_alpha}")
         folder = Path(artifacts_root) / profile
         name = "sft-lora" if lora_rank else "sft"
         data = data or folder / "data" / "instructions" / "train.jsonl"

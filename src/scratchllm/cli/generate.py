@@ -28,8 +28,8 @@ def load(
     tokenizer: Optional[Path],
 ) -> tuple[Any, Any]:
     """The pretrained model and its tokenizer, or a readable error."""
-    from scratchllm.tokenizer import load_tokenizer
-    from scratchllm.train.checkpoint import CheckpointError, load_model
+    from scratchllm.train.checkpoint import (CheckpointError, load_model,
+                                             matching_tokenizer)
 
     artifacts = artifacts_root / profile
     checkpoint = checkpoint or artifacts / "checkpoints" / "pretrain"
@@ -41,7 +41,7 @@ def load(
                  f"pass --{what}")
     try:
         model, _ = load_model(checkpoint)
-        return model, load_tokenizer(tokenizer)
+        return model, matching_tokenizer(checkpoint, tokenizer)
     except (CheckpointError, ValueError, OSError) as error:
         fail(str(error))
 

@@ -123,9 +123,9 @@ def export(
         fail(f"cannot load {checkpoint}: {error}")
     loaded_tokenizer = None
     if tokenizer is not None:
-        from scratchllm.tokenizer import load_tokenizer
+        from scratchllm.train.checkpoint import matching_tokenizer
 
-        loaded_tokenizer = load_tokenizer(tokenizer)
+        loaded_tokenizer = matching_tokenizer(checkpoint, tokenizer)
     export_hf(model, out, tokenizer=loaded_tokenizer)
     typer.echo(f"wrote {out}: " + ", ".join(
         sorted(p.name for p in out.iterdir())))

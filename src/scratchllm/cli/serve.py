@@ -14,8 +14,18 @@ from scratchllm.cli.errors import fail
 Tokenizer = Annotated[Optional[Path], typer.Option(
     help="Tokenizer folder (default: the artifacts' tokenizer-chat next to "
     "an sft checkpoint, else tokenizer).")]
+
+
+def positive_threads(threads: int) -> int:
+    """Refuse 0 or fewer threads before anything loads or listens."""
+    if threads < 1:
+        fail(f"--threads must be at least 1, got {threads}")
+    return threads
+
+
 Threads = Annotated[int, typer.Option(
-    help="CPU threads for PyTorch (1 is fastest for small models).")]
+    help="CPU threads for PyTorch (1 is fastest for small models).",
+    callback=positive_threads)]
 Quantize = Annotated[str, typer.Option(
     help="Serve the weights as float32 (none), int8 or int4.")]
 

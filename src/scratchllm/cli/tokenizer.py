@@ -71,7 +71,7 @@ def train(
     import warnings
 
     from scratchllm.tokenizer.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
-    from scratchllm.tokenizer.export import save_hf
+    from scratchllm.tokenizer.export import save_folder
     from scratchllm.tokenizer.train import SmallVocabularyWarning, train_bpe
 
     if pattern not in GPT_PATTERNS:
@@ -89,9 +89,10 @@ def train(
     for warning in caught:
         typer.echo(f"note: {warning.message}", err=True)
     seconds = time.perf_counter() - start
-    tokenizer.save(out)
-    if hf:
-        save_hf(tokenizer, out)
+    try:
+        save_folder(tokenizer, out, hf=hf)
+    except OSError as error:
+        fail(str(error))
     typer.echo(f"{tokenizer} trained in {seconds:.1f} s, saved to {out}")
 
 
@@ -106,11 +107,10 @@ def encode(
     show: Annotated[bool, typer.Option(
         help="Print each token's text next to its id.")] = False,
 ) -> None:
-    """Print the ids of a text (special tokens recognised). A file or
-    stdin that is not UTF-8 is refused, never silently repaired."""
+    """Print the ids of a text (special tokens recognised), streaming a
+    file or stdin in fixed-size pieces (flat memory, even for one huge
+    line). Text that is not UTF-8 is refused, never silently repaired."""
     import io
-
-    from scratchllm.tokenizer.bpe import render_token
 
     if text is not None and file is not None:
         fail("give TEXT or --file, not both")
@@ -119,24 +119,78 @@ def encode(
              else f"no such file: {file}")
     tokenizer = load_or_fail(tokenizer_dir)
     if text is not None:
-        ids = tokenizer.encode(text)
-    else:
-        name = str(file) if file is not None else "stdin"
-        source = (open(file, "rb") if file is not None  # noqa: SIM115
-                  else getattr(sys.stdin, "buffer", None))
-        if source is None:  # a text-only stdin (tests): already decoded
-            source = io.BytesIO(sys.stdin.read().encode("utf-8"))
-        with io.TextIOWrapper(source, encoding="utf-8") as lines:
+        echo_ids(tokenizer.encode(text), tokenizer, show)
+        return
+    name = str(file) if file is not None else "stdin"
+    if file is not None:
+        check_utf8(file)
+    source = (open(file, "rb") if file is not None  # noqa: SIM115
+              else getattr(sys.stdin, "buffer", None))
+    if source is None:  # a text-only stdin (tests): already decoded
+        source = io.BytesIO(sys.stdin.read().encode("utf-8"))
+    printed = [0]
+    with io.TextIOWrapper(source, encoding="utf-8") as handle:
+        try:
+            echo_ids(tokenizer.encode_iterable(read_chunks(handle)),
+                     tokenizer, show, printed)
+        except UnicodeDecodeError as error:
+            done = ("nothing was encoded" if not printed[0] else
+                    f"the {printed[0]} ids printed before it are "
+                    "incomplete")
+            fail(f"{name} is not UTF-8 text (byte {error.start} of a "
+                 f"block: {error.reason}); {done}")
+
+
+def check_utf8(file: Path) -> None:
+    """Fail unless ``file`` is UTF-8, reading it in blocks (flat memory)
+    before a single id is printed."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
             try:
-                ids = list(tokenizer.encode_iterable(lines))
+                decoder.decode(block)
             except UnicodeDecodeError as error:
-                fail(f"{name} is not UTF-8 text (byte {error.start} of a "
-                     f"block: {error.reason}); nothing was encoded")
+                fail(f"{file} is not UTF-8 text (byte "
+                     f"{offset + error.start}: {error.reason}); nothing "
+                     "was encoded")
+            offset += len(block)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        fail(f"{file} is not UTF-8 text (it ends inside a character: "
+             f"{error.reason}); nothing was encoded")
+
+
+def read_chunks(handle, size: int = 1 << 16):
+    """Fixed-size pieces of a text stream: a single huge line is never
+    held whole; ``encode_iterable`` cuts the stream where it is safe."""
+    return iter(lambda: handle.read(size), "")
+
+
+def echo_ids(ids, tokenizer, show: bool, printed: list | None = None
+             ) -> None:
+    """Print ids as they come (one line of ids, or one id and its text
+    per line with ``show``), holding only a batch at a time; count them
+    in ``printed[0]``."""
+    from itertools import islice
+
+    from scratchllm.tokenizer.bpe import render_token
+
+    printed = printed if printed is not None else [0]
     if show:
         for i in ids:
             typer.echo(f"{i}\t{render_token(tokenizer.vocab[i])}")
-    else:
-        typer.echo(" ".join(map(str, ids)))
+            printed[0] += 1
+        return
+    ids, separator = iter(ids), ""
+    while batch := list(islice(ids, 4096)):
+        typer.echo(separator + " ".join(map(str, batch)), nl=False)
+        printed[0] += len(batch)
+        separator = " "
+    typer.echo()
 
 
 @tokenizer_app.command()

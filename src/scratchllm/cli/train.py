@@ -26,6 +26,10 @@ def register(app: typer.Typer) -> None:
         resume: Annotated[Optional[bool], typer.Option(
             help="Continue from the run folder's latest checkpoint "
             "(default: the --config file's resume, else no).")] = None,
+        overwrite: Annotated[Optional[bool], typer.Option(
+            help="Delete the checkpoints and log an earlier run left in "
+            "the run folder and start over (without it, pretrain refuses "
+            "to touch them).")] = None,
         artifacts_root: Annotated[Optional[str], typer.Option(
             help="Artifact folder (default: the preset's, "
             "_build/artifacts).")] = None,
@@ -41,8 +45,8 @@ def register(app: typer.Typer) -> None:
         from scratchllm.train import load_config, preset
         from scratchllm.train import pretrain as run_pretraining
 
-        given = {"resume": resume, "artifacts_root": artifacts_root,
-                 "max_steps": max_steps}
+        given = {"resume": resume, "overwrite": overwrite,
+                 "artifacts_root": artifacts_root, "max_steps": max_steps}
         overrides = {k: v for k, v in given.items() if v is not None}
         settings = (load_config(config, profile, **overrides) if config
                     else preset(profile or "laptop", **overrides))

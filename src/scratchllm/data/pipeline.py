@@ -18,6 +18,8 @@ from typing import TypeVar
 
 from tqdm.auto import tqdm
 
+from scratchllm.data.atomic import (atomic_folder, claim_folder,
+                                    sha256_file, write_json_atomic)
 from scratchllm.data.clean import (FilterConfig, decode, language_reason,
                                    normalise, quality_reason, quality_stats)
 from scratchllm.data.dedup import (LSHConfig, exact_duplicates,
@@ -227,9 +229,20 @@ def code_version() -> str:
 def write_dataset(result: PipelineResult, folder: str | Path,
                   dataset: str, sources: list[dict[str, Any]],
                   config: PipelineConfig) -> dict[str, Any]:
-    """Write train/val JSONL, the dropped list and ``manifest.json``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write train/val JSONL, the dropped list and ``manifest.json``
+    into a temporary folder, then swap it in for ``folder``."""
+    claim_folder(folder, ["*.jsonl", "manifest.json", "stats.json"],
+                 "a dataset")
+    with atomic_folder(folder) as scratch:
+        manifest = _write_dataset_files(result, scratch, dataset, sources,
+                                        config)
+    return manifest
+
+
+def _write_dataset_files(result: PipelineResult, folder: Path,
+                         dataset: str, sources: list[dict[str, Any]],
+                         config: PipelineConfig) -> dict[str, Any]:
+    """The files of `write_dataset`, written into `folder`."""
     splits = {}
     handles = {name: (folder / f"{name}.jsonl").open("w", encoding="utf-8")
                for name in ("train", "val")}
@@ -264,8 +277,7 @@ def write_dataset(result: PipelineResult, folder: str | Path,
         "pii_redacted": result.redacted,
         "splits": splits,
     }
-    (folder / "manifest.json").write_text(
-        json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(folder / "manifest.json", manifest, indent=2)
     return manifest
 
 
@@ -347,6 +359,24 @@ def _audit_split(path: Path, split: dict[str, Any]) -> list[str]:
     return problems
 
 
+def verify_split(folder: str | Path, split: str) -> Path:
+    """The path of ``folder/{split}.jsonl``, checked against the SHA-256
+    that ``manifest.json`` records (when there is a manifest); raise a
+    ValueError naming the file when it is missing or differs."""
+    path = Path(folder) / f"{split}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {split} split at {path}")
+    manifest = Path(folder) / "manifest.json"
+    if not manifest.is_file():
+        return path
+    entry = json.loads(manifest.read_text(encoding="utf-8")).get(
+        "splits", {}).get(split)
+    if entry is not None and sha256_file(path) != entry["sha256"]:
+        raise ValueError(f"{path} differs from {manifest} (damaged or "
+                         "changed after it was written): prepare it again")
+    return path
+
+
 def storyworld_stats(folder: str | Path, split: str = "val"
                      ) -> dict[str, Any]:
     """Entropy (bits per byte) of a prepared StoryWorld split, from the
@@ -363,6 +393,5 @@ def storyworld_stats(folder: str | Path, split: str = "val"
     stats = {"split": split, "entropy_bits_per_byte": bits / size,
              "bits_per_document": bits / documents,
              "documents": documents, "bytes": size}
-    (Path(folder) / "stats.json").write_text(
-        json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(Path(folder) / "stats.json", stats, indent=2)
     return stats

@@ -19,9 +19,9 @@ from scratchllm.eval.multiple_choice import (Question, Unigram,
 from scratchllm.eval.samples import (acceptance, distinct_n,
                                      repetition_rate, sample_stories)
 from scratchllm.generate.sampling import SamplingConfig
-from scratchllm.tokenizer import load_tokenizer
 from scratchllm.tokenizer.shards import read_split
-from scratchllm.train.checkpoint import checkpoint_meta, load_model
+from scratchllm.train.checkpoint import (checkpoint_meta, load_model,
+                                         matching_tokenizer)
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def evaluate_checkpoint(
     artifacts = Path(artifacts)
     run = artifacts / "checkpoints" / "pretrain"
     model, config = load_model(run, device)
-    tokenizer = load_tokenizer(artifacts / "tokenizer")
+    tokenizer = matching_tokenizer(run, artifacts / "tokenizer")
     data = artifacts / "data" / "storyworld"
     budget = settings.val_tokens or checkpoint_meta(run)["train_config"][
         "eval_tokens"]

@@ -179,10 +179,15 @@ def load_chat_jsonl(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     records = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DatasetError(f"{where}: not UTF-8 text") from None
             if line.strip():
-                records.append(parse_line(line, f"{path}:{number}"))
+                records.append(parse_line(line, where))
     if not records:
         raise DatasetError(f"{path}: the dataset is empty")
     return records

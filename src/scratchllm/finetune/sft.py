@@ -124,12 +124,15 @@ def sft_config(profile: str, artifacts_root: str | Path, run_name: str,
     """Chapter 7's TrainConfig with fine-tuning settings: checkpoints
     under checkpoints/<run_name>, the pretraining shards for validation
     (forgetting), no samples, a checkpoint at the end. The run records
-    the dataset it trains on, data/instructions, for the audit."""
+    the dataset it trains on, data/instructions, for the audit. A
+    fine-tuning run is cheap to redo, so it replaces an earlier one of the
+    same name (`overwrite`) unless told otherwise."""
     pretraining = preset(profile, artifacts_root=str(artifacts_root))
     settings = {"run_name": run_name, "max_steps": 200, "lr": 1e-3,
                 "warmup_steps": 10, "sample_every": -1,
                 "checkpoint_every": 0, "keep_checkpoints": 1,
                 "weight_decay": 0.0, "dataset": "instructions",
+                "overwrite": True,
                 "tokens_dir": str(pretraining.tokens_path()), **overrides}
     settings.setdefault("eval_every", settings["max_steps"])
     return preset(profile, artifacts_root=str(artifacts_root), **settings)

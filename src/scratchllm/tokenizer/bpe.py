@@ -22,6 +22,8 @@ import json
 
 import regex
 
+from scratchllm.data.atomic import write_text_atomic
+
 Pair = tuple[int, int]
 
 
@@ -315,14 +317,13 @@ def to_json(tokenizer: "Tokenizer") -> str:
 
 
 def save_tokenizer(tokenizer: "Tokenizer", folder: str | Path) -> Path:
-    """Write ``bpe.json`` and ``vocab.txt`` into ``folder``."""
+    """Write ``bpe.json`` and ``vocab.txt`` into ``folder``, each
+    atomically (a kill or a full disk leaves the old file whole)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "bpe.json").write_text(to_json(tokenizer), encoding="utf-8")
+    write_text_atomic(folder / "bpe.json", to_json(tokenizer))
     rows = [f"{i}\t{render_token(t)}" for i, t in
             sorted(tokenizer.vocab.items())]
-    (folder / "vocab.txt").write_text("\n".join(rows) + "\n",
-                                      encoding="utf-8")
+    write_text_atomic(folder / "vocab.txt", "\n".join(rows) + "\n")
     return folder
 
 

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from scratchllm.data.atomic import (atomic_folder, claim_folder,
+                                    write_text_atomic)
 from scratchllm.tokenizer.bpe import EOT, GPT2_SPLIT_PATTERN, Tokenizer
 
 if TYPE_CHECKING:
@@ -108,15 +110,27 @@ def save_hf(tokenizer: Tokenizer, folder: str | Path) -> Path:
     """Write ``tokenizer.json`` and ``tokenizer_config.json``, loadable
     with ``PreTrainedTokenizerFast.from_pretrained(folder)``."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tokenizer.json").write_text(
-        json.dumps(to_hf_json(tokenizer), ensure_ascii=False),
-        encoding="utf-8")
+    write_text_atomic(folder / "tokenizer.json",
+                      json.dumps(to_hf_json(tokenizer), ensure_ascii=False))
     config = {"tokenizer_class": "PreTrainedTokenizerFast",
               "clean_up_tokenization_spaces": False,
               "model_max_length": 1 << 30}
     if EOT in tokenizer.special_tokens:
         config["eos_token"] = EOT
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps(config, indent=2), encoding="utf-8")
+    write_text_atomic(folder / "tokenizer_config.json",
+                      json.dumps(config, indent=2))
     return folder
+
+
+def save_folder(tokenizer: Tokenizer, folder: str | Path,
+                hf: bool = True) -> Path:
+    """Write every file of the tokenizer (ours and, with ``hf``, Hugging
+    Face's) into a fresh folder and swap it in whole, so the files in
+    ``folder`` always describe one and the same tokenizer."""
+    claim_folder(folder, ["bpe.json", "vocab.txt", "tokenizer*.json"],
+                 "a tokenizer")
+    with atomic_folder(folder) as scratch:
+        tokenizer.save(scratch)
+        if hf:
+            save_hf(tokenizer, scratch)
+    return Path(folder)

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from scratchllm.data.pipeline import batched
+from scratchllm.data.atomic import (atomic_folder, claim_folder,
+                                    sha256_file, write_json_atomic)
+from scratchllm.data.pipeline import batched, verify_split
 from scratchllm.tokenizer.bpe import Tokenizer, valid_unicode
 
 _worker_encoder = None
@@ -124,34 +126,59 @@ def write_shards(tokenizer: Tokenizer, data_dir: str | Path,
                  out_dir: str | Path, splits: Iterable[str] = ("train",
                                                                "val"),
                  shard_tokens: int = 1 << 24, workers: int = 1) -> dict:
-    """Tokenize ``data_dir/{split}.jsonl`` for each split into ``out_dir``
-    and write ``index.json``; return the index."""
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("*.bin"):
-        old.unlink()
+    """Tokenize ``data_dir/{split}.jsonl`` for each split (checked
+    against the dataset's manifest) into a temporary folder, record each
+    shard's size and SHA-256 in ``index.json``, then swap the folder in
+    for ``out_dir``: a kill leaves the old shards whole. Return the
+    index."""
+    data_dir = Path(data_dir)
     index = {"dtype": shard_dtype(tokenizer.vocab_size).name,
              "vocab_size": tokenizer.vocab_size,
              "eot_id": tokenizer.eot_id,
              "tokenizer_sha256": tokenizer.sha256(), "splits": {}}
-    for split in splits:
-        source = data_dir / f"{split}.jsonl"
-        if not source.exists():
-            raise FileNotFoundError(f"no {split} split at {source}")
-        index["splits"][split] = write_split(
-            tokenizer, iter_jsonl_texts(source), out_dir, split,
-            shard_tokens, workers)
-    (out_dir / "index.json").write_text(json.dumps(index, indent=2))
+    claim_folder(out_dir, ["*.bin", "index.json"], "token shards")
+    with atomic_folder(out_dir) as scratch:
+        for split in splits:
+            source = verify_split(data_dir, split)
+            entries = write_split(
+                tokenizer, iter_jsonl_texts(source), scratch, split,
+                shard_tokens, workers)
+            for entry in entries:
+                entry["sha256"] = sha256_file(scratch / entry["file"])
+            index["splits"][split] = entries
+        write_json_atomic(scratch / "index.json", index, indent=2)
     return index
 
 
+class ShardError(ValueError):
+    """Token shards that do not match their index."""
+
+
 def read_split(directory: str | Path, split: str) -> list[np.memmap]:
-    """The shards of ``split`` as 1-D read-only memory maps."""
+    """The shards of ``split`` as 1-D read-only memory maps, after
+    checking each one's size and SHA-256 against ``index.json``."""
     directory = Path(directory)
     index = json.loads((directory / "index.json").read_text())
     if split not in index["splits"]:
         raise ValueError(f"no split {split!r} in {directory}; have "
                          f"{sorted(index['splits'])}")
     dtype = np.dtype(index["dtype"]).newbyteorder("<")
+    for entry in index["splits"][split]:
+        check_shard(directory / entry["file"], entry, dtype.itemsize)
     return [np.memmap(directory / entry["file"], dtype=dtype, mode="r")
             for entry in index["splits"][split]]
+
+
+def check_shard(path: Path, entry: dict, itemsize: int) -> None:
+    """Raise ShardError unless ``path`` is the shard ``entry`` records."""
+    expected = entry["tokens"] * itemsize
+    if not path.is_file():
+        raise ShardError(f"{path} is missing (index.json lists it)")
+    if path.stat().st_size != expected:
+        raise ShardError(
+            f"{path} holds {path.stat().st_size // itemsize:,} tokens but "
+            f"index.json says {entry['tokens']:,}: the shards are damaged"
+            " or half rewritten; run the sharding again")
+    if "sha256" in entry and sha256_file(path) != entry["sha256"]:
+        raise ShardError(f"{path} is corrupt: its SHA-256 differs from "
+                         "index.json's; run the sharding again")

@@ -4,9 +4,7 @@
 
 """Checkpoints: written atomically, verified on load, exact to resume."""
 
-import hashlib
 import json
-import os
 import random
 import shutil
 import time
@@ -24,8 +22,11 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
+from scratchllm.data.atomic import (atomic_folder, sha256_file,
+                                    write_json_atomic)
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
+from scratchllm.tokenizer import Tokenizer, load_tokenizer
 
 FORMAT_VERSION = 2
 LATEST = "latest.json"
@@ -46,32 +47,6 @@ class Checkpoint:
     optimizer_state: dict[str, Any]
     rng_state: list[dict[str, Any]]    # one per process
     meta: dict[str, Any]
-
-
-def _sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write_json(path: Path, value: Any) -> None:
-    """Write JSON and flush it to disk."""
-    with path.open("w", encoding="utf-8") as handle:
-        json.dump(value, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file or a folder entry to disk."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 TUPLE = "__tuple__"
@@ -203,11 +178,7 @@ def save_checkpoint(
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:08d}"
-    scratch = run_dir / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
     weights, aliases = split_shared(model_state)
     optimizer_tensors, optimizer_values = flatten_optimizer(optimizer_state)
     rng = rng or [capture_rng()]
@@ -219,24 +190,18 @@ def save_checkpoint(
              "optimizer.safetensors": optimizer_tensors,
              "rng.safetensors": rng_tensors}
     files = {}
-    for filename, tensors in parts.items():
-        save_file(tensors, scratch / filename)
-        _fsync(scratch / filename)
-        files[filename] = {"bytes": (scratch / filename).stat().st_size,
-                           "sha256": _sha256(scratch / filename)}
-    manifest = {**meta, "format": FORMAT_VERSION, "step": step,
-                "aliases": aliases, "optimizer": optimizer_values,
-                "rng": rng_values, "files": files, "saved_at": time.time()}
-    _write_json(scratch / MANIFEST, manifest)
-    _fsync(scratch)
+    with atomic_folder(run_dir / name) as scratch:
+        for filename, tensors in parts.items():
+            save_file(tensors, scratch / filename)
+            files[filename] = {"bytes": (scratch / filename).stat().st_size,
+                               "sha256": sha256_file(scratch / filename)}
+        manifest = {**meta, "format": FORMAT_VERSION, "step": step,
+                    "aliases": aliases, "optimizer": optimizer_values,
+                    "rng": rng_values, "files": files,
+                    "saved_at": time.time()}
+        write_json_atomic(scratch / MANIFEST, manifest)
     final = run_dir / name
-    if final.exists():
-        shutil.rmtree(final)
-    scratch.rename(final)
-    pointer = run_dir / f".{LATEST}.tmp-{os.getpid()}"
-    _write_json(pointer, {"step": step, "path": name})
-    os.replace(pointer, run_dir / LATEST)
-    _fsync(run_dir)
+    write_json_atomic(run_dir / LATEST, {"step": step, "path": name})
     for old in sorted(run_dir.glob("step_*"))[:-keep]:
         if old != final:
             shutil.rmtree(old, ignore_errors=True)
@@ -307,7 +272,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                 f"{file} is truncated or was changed: "
                 f"{size} bytes, expected {expected['bytes']}"
             )
-        if _sha256(file) != expected["sha256"]:
+        if sha256_file(file) != expected["sha256"]:
             raise CheckpointError(
                 f"{file} is corrupt: its SHA-256 does not match the one "
                 "recorded when it was written"
@@ -355,6 +320,21 @@ def load_model(
     model = GPT(config)
     apply_model_state(model, checkpoint)
     return model.to(device).eval(), config
+
+
+def matching_tokenizer(checkpoint: str | Path,
+                       tokenizer_dir: str | Path) -> Tokenizer:
+    """The tokenizer in `tokenizer_dir`, after checking that it is the one
+    the checkpoint was trained with (a CheckpointError if not)."""
+    tokenizer = load_tokenizer(tokenizer_dir)
+    expected = checkpoint_meta(checkpoint).get("tokenizer_sha256")
+    if expected is not None and expected != tokenizer.sha256():
+        raise CheckpointError(
+            f"{checkpoint} was trained with another tokenizer than the one"
+            f" in {tokenizer_dir} (SHA-256 {expected[:12]}... expected, "
+            f"{tokenizer.sha256()[:12]}... found): pass the tokenizer the "
+            "model was trained with")
+    return tokenizer
 
 
 def gather_state(

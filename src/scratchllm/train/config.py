@@ -55,6 +55,7 @@ class TrainConfig:
     checkpoint_every: int = 15         # 0: only at the end
     keep_checkpoints: int = 2
     resume: bool = False
+    overwrite: bool = False            # start over in a used run folder
     peak_flops: float | None = None    # for MFU; GPUs we know are found
     progress: bool = True
 

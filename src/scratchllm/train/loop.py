@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from scratchllm.data.atomic import (folder_lock, remove_leftovers,
+                                    write_text_atomic)
 from scratchllm.eval.intrinsic import (
     Intrinsic,
     evaluate_split,
@@ -32,6 +35,7 @@ from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer import Tokenizer, load_tokenizer
 from scratchllm.tokenizer.shards import read_split
 from scratchllm.train.checkpoint import (
+    Checkpoint,
     CheckpointError,
     capture_rng,
     gather_state,
@@ -47,6 +51,7 @@ from scratchllm.train.loss import cross_entropy
 from scratchllm.train.monitor import (
     JsonlLog,
     detect_hardware,
+    read_log,
     training_flops_per_token,
 )
 from scratchllm.train.optim import (
@@ -388,8 +393,8 @@ def save(run: Run, done: int) -> None:
 
 
 def resume(run: Run) -> int:
-    """Load the run folder's latest checkpoint; return its step."""
-    checkpoint = load_checkpoint(run.run_dir)
+    """Load the run folder's latest intact checkpoint; return its step."""
+    checkpoint = latest_intact(run.run_dir)
     meta = checkpoint.meta
     if meta["tokenizer_sha256"] != run.index.get("tokenizer_sha256"):
         raise CheckpointError(
@@ -401,6 +406,7 @@ def resume(run: Run) -> int:
             f"{checkpoint.path} holds another model: "
             f"{meta['model_config']}"
         )
+    check_unchanged(run.config, meta["train_config"], checkpoint.path)
     expected = {"seed": run.config.seed, "position": checkpoint.step}
     if meta["data"] != expected:
         raise CheckpointError(
@@ -416,16 +422,81 @@ def resume(run: Run) -> int:
     scatter_state(run.raw_model, base_optimizer(run), checkpoint)
     own = checkpoint.rng_state[run.layout.rank]
     restore_rng(own["tensors"], own["values"])
+    if run.main:
+        forget_after(run.run_dir, checkpoint.step)
     return checkpoint.step
 
 
-def start_fresh(run_dir: Path) -> None:
-    """Remove an earlier run's checkpoints and log from `run_dir`."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for old in [*run_dir.glob("step_*"), *run_dir.glob(".step_*")]:
-        shutil.rmtree(old)
-    for name in ["latest.json", "log.jsonl"]:
-        (run_dir / name).unlink(missing_ok=True)
+def start_fresh(run_dir: Path, overwrite: bool) -> None:
+    """Remove an earlier run's checkpoints and log from `run_dir`; refuse
+    unless `overwrite` when there are any."""
+    old = [*run_dir.glob("step_*"), run_dir / "latest.json",
+           run_dir / "log.jsonl"]
+    old = [path for path in old if path.exists()]
+    if old and not overwrite:
+        names = ", ".join(sorted(path.name for path in old))
+        raise CheckpointError(
+            f"{run_dir} already holds a run ({names}); pass --resume to "
+            "continue it or --overwrite (overwrite=True) to delete it and "
+            "start over")
+    for path in old:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+EXACT_FIELDS = ("model", "model_overrides", "context_length", "batch_size",
+                "micro_batch_size", "max_steps", "lr", "min_lr_ratio",
+                "warmup_steps", "schedule", "decay_fraction",
+                "weight_decay", "betas", "eps", "grad_clip", "precision",
+                "seed", "dataset")
+
+
+def check_unchanged(config: TrainConfig, saved: dict[str, Any],
+                    path: Path) -> None:
+    """Raise a CheckpointError listing every EXACT_FIELDS value that
+    differs between `config` and the checkpoint's saved config."""
+    now = json.loads(json.dumps(config.to_dict()))
+    changed = [f"{name} {saved.get(name)!r} -> {now[name]!r}"
+               for name in EXACT_FIELDS if saved.get(name) != now[name]]
+    if changed:
+        raise CheckpointError(
+            f"cannot resume {path} exactly: {'; '.join(changed)} changed "
+            "since it was saved; restore them, or start a new run "
+            "(another run_name, or --overwrite)")
+
+
+def latest_intact(run_dir: Path) -> Checkpoint:
+    """The latest checkpoint, or, when it is damaged, the newest intact
+    one before it (with a note saying so)."""
+    try:
+        return load_checkpoint(run_dir)
+    except CheckpointError as error:
+        damage = error
+    for step_dir in sorted(run_dir.glob("step_*"), reverse=True):
+        try:
+            checkpoint = load_checkpoint(step_dir)
+        except CheckpointError:
+            continue
+        print(f"note: the latest checkpoint is unusable ({damage}); "
+              f"resuming from the newest intact one, {step_dir.name}",
+              file=sys.stderr)
+        return checkpoint
+    raise CheckpointError(f"no intact checkpoint in {run_dir}: {damage}")
+
+
+def forget_after(run_dir: Path, step: int) -> None:
+    """Delete what a resumed run will redo: later step folders and the
+    log records after `step` (so the log never repeats a step)."""
+    for later in run_dir.glob("step_*"):
+        if int(later.name.removeprefix("step_")) > step:
+            shutil.rmtree(later)
+    log = run_dir / "log.jsonl"
+    if log.exists():
+        kept = [r for r in read_log(log) if r.get("step", 0) <= step]
+        write_text_atomic(log, "".join(json.dumps(r) + "\n"
+                                       for r in kept))
 
 
 def check_finite(run: Run, done: int) -> None:
@@ -487,17 +558,10 @@ def run_steps(
         seconds=time.perf_counter() - began, model=run.raw_model)
 
 
-def pretrain(
-    config: TrainConfig,
-    accelerator: Any = None,
-    on_step: Callable[[int, dict[str, Any]], None] | None = None,
-    model: GPT | None = None,
-    batches: Any = None,
-) -> TrainResult:
-    """Train a GPT on token shards, or with `config.resume` continue the
-    run in `config.run_path()`; `accelerator` is an optional
-    `accelerate.Accelerator` (one process without it). `model` replaces
-    the fresh model and `batches` the window sampler (fine-tuning)."""
+def assemble(config: TrainConfig, accelerator: Any,
+             model: GPT | None = None, batches: Any = None) -> Run:
+    """The data, model, optimiser and device of a run, ready to train;
+    `model` replaces the fresh model and `batches` the window sampler."""
     index = read_index(config.tokens_path())
     tokenizer = read_tokenizer(config.tokenizer_path())
     device = pick_device(config, accelerator)
@@ -525,16 +589,38 @@ def pretrain(
     )
     if accelerator is not None:
         run.model, run.optimizer = accelerator.prepare(raw_model, optimizer)
-        accelerator.wait_for_everyone()
-    start = 0
-    if config.resume and has_checkpoint(run.run_dir):
-        start = resume(run)
-    elif run.main:
-        start_fresh(run.run_dir)
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
-    if config.compile:
-        run.model = torch.compile(run.model)
     if config.precision == "fp16" and accelerator is None:
         run.scaler = torch.amp.GradScaler(device.type)
-    return run_steps(run, start, on_step)
+    return run
+
+
+def pretrain(
+    config: TrainConfig,
+    accelerator: Any = None,
+    on_step: Callable[[int, dict[str, Any]], None] | None = None,
+    model: GPT | None = None,
+    batches: Any = None,
+) -> TrainResult:
+    """Train a GPT on token shards, or with `config.resume` continue the
+    run in `config.run_path()`; `accelerator` is an optional
+    `accelerate.Accelerator` (one process without it). `model` replaces
+    the fresh model and `batches` the window sampler (fine-tuning)."""
+    run = assemble(config, accelerator, model, batches)
+    run_dir = run.run_dir
+    lock = folder_lock(run_dir) if run.main else contextlib.nullcontext()
+    with lock:
+        if run.main:
+            remove_leftovers(run_dir)
+        if accelerator is not None:
+            accelerator.wait_for_everyone()
+        start = 0
+        saved = has_checkpoint(run_dir) or any(run_dir.glob("step_*"))
+        if config.resume and saved:
+            start = resume(run)
+        elif run.main:
+            start_fresh(run_dir, config.overwrite or config.resume)
+        if accelerator is not None:
+            accelerator.wait_for_everyone()
+        if config.compile:
+            run.model = torch.compile(run.model)
+        return run_steps(run, start, on_step)
