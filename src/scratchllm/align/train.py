@@ -92,7 +92,7 @@ def align(
         autocast=autocast_factory(config, device, accelerator),
         run_dir=config.run_path(), objective=objective)
     if run.main:
-        start_fresh(run.run_dir)
+        start_fresh(run.run_dir, config.overwrite)
     if accelerator is not None:
         run.model, run.optimizer = accelerator.prepare(model, optimizer)
         accelerator.wait_for_everyone()
@@ -104,13 +104,15 @@ def align_config(profile: str, run_name: str, artifacts_root: str,
     """A TrainConfig for an alignment run: fp32, no text samples, one
     evaluation and one checkpoint, at the end, validated on chapter 3's
     StoryWorld shards. The run records the dataset it learns from,
-    data/preferences, for the audit."""
+    data/preferences, for the audit; like chapter 10's, it is cheap to
+    redo, so it replaces an earlier run of the same name (`overwrite`)."""
     values: dict[str, Any] = {
         "profile": profile, "run_name": run_name, "dataset": "preferences",
         "artifacts_root": artifacts_root, "context_length": context_length,
         "precision": "fp32", "warmup_steps": 0, "weight_decay": 0.0,
         "sample_every": -1, "checkpoint_every": 0, "keep_checkpoints": 1,
-        "progress": False, "max_steps": 20, "log_every": 1}
+        "progress": False, "max_steps": 20, "log_every": 1,
+        "overwrite": True}
     values.update(overrides)
     values.setdefault("eval_every", values["max_steps"])
     values.setdefault("tokens_dir", str(
