@@ -38,6 +38,7 @@ from scratchllm.align.preferences import (
     score,
     story_requests,
     true_reward,
+    write_manifest,
 )
 from scratchllm.align.reward import RewardModel, load_reward_model
 from scratchllm.align.sampling import answer_texts, prompt_ids
@@ -50,7 +51,11 @@ from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer import train_bpe
 from scratchllm.tokenizer.shards import write_shards
-from scratchllm.train.checkpoint import load_model, save_checkpoint
+from scratchllm.train.checkpoint import (
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 
 CONTEXT = 96
 
@@ -256,7 +261,7 @@ def test_dpo_training_on_the_chapter_7_loop(artifacts, tokenizer, sft,
         encoded, reference, 8, pad_id).batch(0, slice(0, 8))).item()
     result = align(config, sft, sft.config,
                    PairSampler(encoded, reference, 4, pad_id),
-                   dpo_objective(0.5), tokenizer.sha256())
+                   dpo_objective(0.5), tokenizer)
     after = dpo_objective(0.5)(sft, PairSampler(
         encoded, reference, 8, pad_id).batch(0, slice(0, 8))).item()
     assert after < before
@@ -267,6 +272,27 @@ def test_dpo_training_on_the_chapter_7_loop(artifacts, tokenizer, sft,
            (tmp_path / "dpo" / "log.jsonl").read_text().splitlines()]
     assert {"train", "eval"} <= {record["kind"] for record in log}
     assert result.steps == 8
+    meta = load_checkpoint(tmp_path / "dpo").meta
+    assert meta["train_config"]["dataset"] == "preferences"
+    assert meta["tokenizer_sha256"] == tokenizer.sha256()
+
+
+def test_preferences_pass_the_data_audit(tmp_path):
+    """data/preferences is a chapter 2 dataset: licensed records and a
+    manifest with a source and checksummed splits."""
+    from scratchllm.compliance.checks import check_provenance
+    from scratchllm.data.pipeline import audit
+
+    folder = tmp_path / "ci" / "data" / "preferences"
+    save_pairs(some_pairs(3), folder / "train.jsonl")
+    manifest = write_manifest(folder, seed=1)
+    assert manifest["splits"]["train"]["documents"] == 3
+    assert audit(folder) == []
+    assert check_provenance(tmp_path / "ci") == []
+    assert load_pairs(folder / "train.jsonl") == some_pairs(3)
+    with (folder / "train.jsonl").open("a") as handle:
+        handle.write("{}\n")
+    assert "train.jsonl: differs from the manifest" in audit(folder)
 
 
 # --- reward model -------------------------------------------------------
@@ -300,7 +326,7 @@ def test_reward_model_trains_saves_and_loads(artifacts, tokenizer, sft,
                           output_dir=str(tmp_path / "rm"),
                           eval_tokens=256)
     align(config, reward_model, sft.config, sampler, reward_objective,
-          tokenizer.sha256())
+          tokenizer)
     loaded = load_reward_model(tmp_path / "rm")
     batch = sampler.batch(0, slice(0, 4)).sequences
     chosen, rejected = loaded.scores(batch.ids, batch.mask).chunk(2)
@@ -353,7 +379,7 @@ def test_grpo_online_sampling_and_training(artifacts, tokenizer, sft,
                           output_dir=str(tmp_path / "grpo"),
                           eval_tokens=256)
     align(config, sft, sft.config, sampler, grpo_objective(),
-          tokenizer.sha256())
+          tokenizer)
     assert [h["step"] for h in sampler.history] == [0, 2]
     assert all("monitor" in h for h in sampler.history)
 

@@ -269,3 +269,22 @@ def test_a_fine_tuned_run_may_record_its_dataset_and_tokenizer(
     assert problems(artifacts) == [
         "provenance: checkpoints/sft does not record the dataset it was "
         "trained on"]
+
+
+def test_a_reward_model_is_sampled_through_its_language_head(
+    artifacts: Path,
+) -> None:
+    """Chapter 11's reward model (a GPT with a value head) does not load
+    as a plain GPT; the audit samples it all the same."""
+    from scratchllm.align.reward import RewardModel
+    from scratchllm.model.config import ModelConfig
+    from scratchllm.train.checkpoint import load_checkpoint, save_checkpoint
+
+    meta = load_checkpoint(artifacts / "checkpoints" / "pretrain").meta
+    model = RewardModel(ModelConfig.from_dict(meta["model_config"]))
+    save_checkpoint(artifacts / "checkpoints" / "reward", 1,
+                    model.state_dict(), {"state": {}, "param_groups": []},
+                    dict(meta))
+    report = run_audit(artifacts, samples=2)
+    assert report.problems == []
+    assert report.samples.texts == 4  # two from each model

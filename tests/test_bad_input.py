@@ -130,6 +130,17 @@ def make_inputs(folder: Path, good: dict[str, Path]) -> Inputs:
         target.write_bytes(target.read_bytes()[:100])
         return copy
 
+    def chat_tokenizer() -> Path:
+        from scratchllm.finetune.chat import add_chat_tokens
+        from scratchllm.tokenizer import load_tokenizer
+
+        add_chat_tokens(load_tokenizer(good["tok"])).save(folder / "chat")
+        return folder / "chat"
+
+    def pairs(name: str, prompt: str, chosen: str, rejected: str) -> Path:
+        return file(name, json.dumps({"prompt": prompt, "chosen": chosen,
+                                      "rejected": rejected}) + "\n")
+
     bad_jsonl = '{"text": "ok"}\n{"text": \n'
     makers: dict[str, Callable[[], Path]] = {
         "empty": lambda: file("empty.txt", b""),
@@ -167,6 +178,14 @@ def make_inputs(folder: Path, good: dict[str, Path]) -> Inputs:
         "config_list": lambda: file("list.yaml", "- 1\n- 2\n"),
         "config_yaml": lambda: file("syntax.yaml", "lr: [1,\n"),
         "config_toml": lambda: file("syntax.toml", "lr = \n"),
+        "tok_chat": chat_tokenizer,
+        "pairs_same": lambda: pairs("same.jsonl", "Hi.", "Mia.", "Mia."),
+        "pairs_empty": lambda: pairs("empty.jsonl", "Hi.", " ", "Mia."),
+        "pairs_long": lambda: pairs("long.jsonl", "the fox " * 400,
+                                    "Mia.", "Tom."),
+        "pairs_bad": lambda: file("pairs.jsonl", json.dumps(
+            {"prompt": "Hi.", "chosen": "Mia.", "rejected": "Tom."})
+            + '\n{"prompt": \n'),
         "chat_bad": lambda: file("chat_bad.jsonl",
                                  CHAT + '\n{"messages": \n'),
         "chat_binary": lambda: file("chat_binary.jsonl",
@@ -359,6 +378,28 @@ CASES = [
     case("distributed bench --processes 2 --profile ci --set "
          "artifacts_root=\"{out}\" --out {out}/bench", "no shards",
          "no token shards"),
+    # alignment (chapter 11)
+    case("align dpo {pairs_same} --sft {ckpt} --tokenizer {tok_chat} "
+         "--output {out}", "identical pair", "identical"),
+    case("align reward {pairs_empty} --sft {ckpt} --tokenizer {tok_chat} "
+         "--output {out}", "empty response", "chosen is empty"),
+    case("align dpo {pairs_long} --sft {ckpt} --tokenizer {tok_chat} "
+         "--output {out}", "prompt longer than the context", "no room"),
+    case("align reward {pairs_bad} --sft {ckpt} --tokenizer {tok_chat} "
+         "--output {out}", "bad jsonl", "pairs.jsonl:2"),
+    case("align reward {empty} --sft {ckpt} --tokenizer {tok_chat} "
+         "--output {out}", "no pairs", "no preference pairs"),
+    case("align dpo {pairs_same} --sft {ckpt} --tokenizer {tok_list} "
+         "--output {out}", "bad tokenizer"),
+    case("align dpo {pairs_same} --beta 0", "beta 0", "beta"),
+    case("align dpo {pairs_same} --steps 0", "range", "--steps"),
+    case("align reward {pairs_same} --lr nan --sft {ckpt} "
+         "--tokenizer {tok_chat} --output {out}", "lr nan"),
+    case("align grpo --group-size 3 --batch-size 8", "group size",
+         "multiple of the group size"),
+    case("align grpo --requests 0", "range", "--requests"),
+    case("align grpo --sft {text} --tokenizer {tok_chat} --output {out}",
+         "file as checkpoint"),
     # audit (chapter 13)
     case("audit {out}", "missing artifacts folder"),
     case("audit {dir}", "empty artifacts folder"),

@@ -17,16 +17,10 @@ def _close(actual: torch.Tensor, expected: torch.Tensor) -> bool:
 
 def bradley_terry_loss(solution: Callable) -> None:
     """Exercise 11.1: mean -log sigma(chosen - rejected)."""
-    chosen = torch.tensor([2.0, 0.0, -1.0])
-    rejected = torch.tensor([1.0, 0.0, 1.0])
-    expected = -torch.nn.functional.logsigmoid(chosen - rejected).mean()
-    out = solution(chosen, rejected)
-    assert _close(out, expected), (
-        f"for chosen {chosen.tolist()} and rejected {rejected.tolist()} "
-        f"expected {expected.item():.5f}, got {out}")
     assert _close(solution(torch.tensor([5.0]), torch.tensor([5.0])),
                   torch.tensor(0.6931472)), (
-        "equal scores mean a coin flip: the loss must be log 2")
+        "equal scores mean a coin flip: the loss must be log 2 (the "
+        "logistic loss -log sigma(margin), not a hinge)")
     assert solution(torch.tensor([3.0]), torch.tensor([0.0])) < solution(
         torch.tensor([0.0]), torch.tensor([3.0])), (
         "the loss must fall when the chosen answer scores higher "
@@ -35,11 +29,40 @@ def bradley_terry_loss(solution: Callable) -> None:
     assert torch.isfinite(far) and abs(far.item() - 200) < 1e-3, (
         f"a margin of -200 must give a loss of 200, got {far}: use "
         "F.logsigmoid, log(sigmoid(x)) underflows")
+    one = solution(torch.tensor([1.0]), torch.tensor([0.0]))
+    two = solution(torch.tensor([1.0, 1.0]), torch.tensor([0.0, 0.0]))
+    assert _close(two, one), (
+        "two copies of a pair must give the loss of one: average over "
+        "the pairs (mean, not sum)")
+    chosen = torch.tensor([2.0, 0.0, -1.0])
+    rejected = torch.tensor([1.0, 0.0, 1.0])
+    expected = -torch.nn.functional.logsigmoid(chosen - rejected).mean()
+    out = solution(chosen, rejected)
+    assert _close(out, expected), (
+        f"for chosen {chosen.tolist()} and rejected {rejected.tolist()} "
+        f"expected {expected.item():.5f}, got {out}")
     print("✓ bradley_terry_loss is right")
 
 
 def dpo_loss(solution: Callable) -> None:
     """Exercise 11.2: the DPO loss with its reference and beta."""
+    up = solution(torch.tensor([-1.0]), torch.tensor([-5.0]),
+                  torch.tensor([-3.0]), torch.tensor([-3.0]), 1.0)
+    assert up < 0.6931472, (
+        f"a policy that raises the chosen answer relative to the "
+        f"reference must have a loss below log 2, got {up} (are chosen "
+        "and rejected the right way round?)")
+    level = torch.tensor([-3.0, -4.0])
+    assert _close(solution(level, level, level, level, 0.3),
+                  torch.tensor(0.6931472)), (
+        "with a zero margin the loss is log 2 whatever beta is: beta "
+        "multiplies the margin inside the sigmoid, not the loss")
+    same = torch.tensor([-3.0, -7.0])
+    assert _close(solution(same, same - 1, same - 5, same - 6, 0.3),
+                  torch.tensor(0.6931472)), (
+        "a policy equal to the reference up to a constant per answer has "
+        "loss log 2: only log-ratios to the reference may matter "
+        "(subtract the reference's log-probabilities)")
     policy_chosen = torch.tensor([-10.0, -20.0, -5.0])
     policy_rejected = torch.tensor([-12.0, -18.0, -9.0])
     reference_chosen = torch.tensor([-11.0, -19.0, -8.0])
@@ -53,28 +76,16 @@ def dpo_loss(solution: Callable) -> None:
         assert _close(out, expected), (
             f"with beta {beta} expected {expected.item():.5f}, got {out} "
             "(mean over pairs of -logsigmoid(beta * (chosen log-ratio - "
-            "rejected log-ratio)); is the reference subtracted and beta "
-            "applied to the whole margin?)")
-    same = torch.tensor([-3.0, -7.0])
-    assert _close(solution(same, same - 1, same - 5, same - 6, 0.3),
-                  torch.tensor(0.6931472)), (
-        "a policy equal to the reference up to a constant per answer has "
-        "loss log 2: only log-ratios to the reference may matter")
+            "rejected log-ratio)))")
     print("✓ dpo_loss is right")
 
 
 def group_advantages(solution: Callable) -> None:
     """Exercise 11.3: standardise rewards within each group."""
     rewards = torch.tensor([[1.0, 2.0, 3.0, 6.0], [10.0, 10.0, 12.0, 8.0]])
-    mean = rewards.mean(dim=1, keepdim=True)
-    expected = (rewards - mean) / (rewards.std(dim=1, keepdim=True) + 1e-4)
     out = solution(rewards)
-    assert _close(out, expected), (
-        f"for rewards {rewards.tolist()} expected "
-        f"{expected.round(decimals=4).tolist()}, got {out}: standardise "
-        "each row with its own mean and sample standard deviation")
     shifted = solution(rewards + torch.tensor([[100.0], [-50.0]]))
-    assert _close(shifted, expected), (
+    assert _close(shifted, torch.as_tensor(out)), (
         "adding a constant to one group's rewards must not change its "
         "advantages (normalise per group, not over the batch)")
     flat = solution(torch.tensor([[2.0, 2.0, 2.0], [0.0, 1.0, 2.0]]))
@@ -82,4 +93,16 @@ def group_advantages(solution: Callable) -> None:
         _close(flat[0], torch.zeros(3)), (
             "a group whose rewards are all equal must get zero "
             "advantages (add eps to the standard deviation)")
+    scaled = solution(rewards * torch.tensor([[10.0], [1.0]]))
+    assert torch.allclose(torch.as_tensor(scaled)[0],
+                          torch.as_tensor(out)[0], atol=1e-3), (
+        "multiplying one group's rewards by 10 must not change its "
+        "advantages: divide by the group's standard deviation")
+    mean = rewards.mean(dim=1, keepdim=True)
+    expected = (rewards - mean) / (rewards.std(dim=1, keepdim=True) + 1e-4)
+    assert _close(out, expected), (
+        f"for rewards {rewards.tolist()} expected "
+        f"{expected.round(decimals=4).tolist()}, got {out}: standardise "
+        "each row with its own mean and sample standard deviation "
+        "(divide by n - 1)")
     print("✓ group_advantages is right")

@@ -7,6 +7,7 @@ the reward, labelled pairs with label noise, and the common
 prompt/chosen/rejected JSONL format."""
 
 import functools
+import hashlib
 import json
 import os
 import random
@@ -140,16 +141,40 @@ def label_pairs(requests: Sequence[Request],
 
 
 def save_pairs(pairs: Sequence[PreferencePair], path: str | Path) -> Path:
-    """Write `pairs` as JSONL, atomically."""
+    """Write `pairs` as JSONL, atomically, each with its licence."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with temporary.open("w", encoding="utf-8") as handle:
         for pair in pairs:
             record = {name: getattr(pair, name) for name in FIELDS}
+            record["license"] = StoryWorld.license
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     os.replace(temporary, path)
     return path
+
+
+def write_manifest(folder: str | Path, seed: int) -> dict:
+    """Write `folder`'s chapter 2 manifest.json: the source (StoryWorld
+    requests made with `seed`, answered by our model) and, for each
+    JSONL split, its documents, bytes and sha256."""
+    folder, splits = Path(folder), {}
+    for path in sorted(folder.glob("*.jsonl")):
+        data = path.read_bytes()
+        splits[path.stem] = {
+            "file": path.name, "documents": data.count(b"\n"),
+            "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest = {
+        "dataset": folder.name, "format": "preference-jsonl",
+        "sources": [{"name": "storyworld-preferences",
+                     "license": StoryWorld.license,
+                     "generator": "scratchllm.align.preferences",
+                     "seed": seed}],
+        "splits": splits}
+    temporary = folder / "manifest.json.tmp"
+    temporary.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(temporary, folder / "manifest.json")
+    return manifest
 
 
 def parse_pair(line: str, where: str) -> PreferencePair:

@@ -7,11 +7,14 @@ minimises an alignment objective, and the function that starts one."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from scratchllm.eval.intrinsic import token_byte_lengths
 from scratchllm.model.config import ModelConfig
+from scratchllm.tokenizer import Tokenizer
 from scratchllm.tokenizer.shards import read_split
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.loop import (
@@ -64,12 +67,13 @@ def align(
     model_config: ModelConfig,
     sampler: Any,
     objective: Objective,
-    tokenizer_sha256: str,
+    tokenizer: Tokenizer,
     accelerator: Any = None,
 ) -> TrainResult:
     """Train `model` (in place) on `objective` over the sampler's batches
     with chapter 7's loop; checkpoints go to `config.run_path()`. The
-    validation text is chapter 3's StoryWorld shards."""
+    validation text is chapter 3's StoryWorld shards, and `tokenizer`
+    (the chat one) is recorded with the run."""
     if config.precision == "fp16" and accelerator is None:
         raise ValueError("alignment runs use fp32 or bf16")
     index = read_index(config.tokens_path())
@@ -79,15 +83,16 @@ def align(
                       lr=config.lr, betas=config.betas, eps=config.eps)
     run = AlignRun(
         config=config, accelerator=accelerator,
-        index={**index, "tokenizer_sha256": tokenizer_sha256},
+        index={**index, "tokenizer_sha256": tokenizer.sha256()},
         model_config=model_config, raw_model=model, model=model,
         optimizer=optimizer, sampler=sampler,
         val_shards=read_split(config.tokens_path(), "val"),
+        tokenizer=tokenizer, byte_lengths=token_byte_lengths(tokenizer),
         layout=batch_layout(config, accelerator),
         autocast=autocast_factory(config, device, accelerator),
         run_dir=config.run_path(), objective=objective)
     if run.main:
-        start_fresh(run.run_dir)
+        start_fresh(run.run_dir, config.overwrite)
     if accelerator is not None:
         run.model, run.optimizer = accelerator.prepare(model, optimizer)
         accelerator.wait_for_everyone()
@@ -97,13 +102,19 @@ def align(
 def align_config(profile: str, run_name: str, artifacts_root: str,
                  context_length: int, **overrides: Any) -> TrainConfig:
     """A TrainConfig for an alignment run: fp32, no text samples, one
-    evaluation and one checkpoint, at the end."""
+    evaluation and one checkpoint, at the end, validated on chapter 3's
+    StoryWorld shards. The run records the dataset it learns from,
+    data/preferences, for the audit; like chapter 10's, it is cheap to
+    redo, so it replaces an earlier run of the same name (`overwrite`)."""
     values: dict[str, Any] = {
-        "profile": profile, "run_name": run_name,
+        "profile": profile, "run_name": run_name, "dataset": "preferences",
         "artifacts_root": artifacts_root, "context_length": context_length,
         "precision": "fp32", "warmup_steps": 0, "weight_decay": 0.0,
         "sample_every": -1, "checkpoint_every": 0, "keep_checkpoints": 1,
-        "progress": False, "max_steps": 20, "log_every": 1}
+        "progress": False, "max_steps": 20, "log_every": 1,
+        "overwrite": True}
     values.update(overrides)
     values.setdefault("eval_every", values["max_steps"])
+    values.setdefault("tokens_dir", str(
+        Path(artifacts_root) / profile / "tokens" / "storyworld"))
     return TrainConfig(**values)

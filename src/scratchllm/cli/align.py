@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from scratchllm.cli.errors import fail
+
 ProfileOption = Annotated[str, typer.Option(
     help="Profile whose artifacts are the defaults: ci, laptop, gpu, "
     "cluster.")]
@@ -27,12 +29,6 @@ BatchOption = Annotated[int, typer.Option(
 LrOption = Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")]
 PairsArgument = Annotated[Path, typer.Argument(
     help="prompt/chosen/rejected JSONL file.")]
-
-
-def fail(message: str) -> None:
-    """Print one error line and exit non-zero."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 class Setting:
@@ -56,7 +52,8 @@ class Setting:
         self.model, self.model_config = load_model(self.sft)
 
     def config(self, method: str, output: Path | None, **values: Any):
-        """The TrainConfig of this run."""
+        """The TrainConfig of this run; `dataset` (default: preferences)
+        is the A/data folder the audit traces the run to."""
         from scratchllm.align.train import align_config
 
         return align_config(
@@ -139,10 +136,11 @@ def register(app: typer.Typer) -> None:
             sampler = pair_sampler(setting, pairs, batch_size, seed,
                                    accelerator)
             config = setting.config("dpo", output, max_steps=steps,
-                                    batch_size=batch_size, lr=lr, seed=seed)
+                                    batch_size=batch_size, lr=lr, seed=seed,
+                                    dataset=pairs.resolve().parent.name)
             result = align(config, setting.model, setting.model_config,
                            sampler, dpo_objective(beta),
-                           setting.tokenizer.sha256(), accelerator)
+                           setting.tokenizer, accelerator)
         except (ValueError, FileNotFoundError, RuntimeError) as error:
             fail(str(error).splitlines()[0])
         report("dpo", result,
@@ -168,9 +166,10 @@ def register(app: typer.Typer) -> None:
             sampler = pair_sampler(setting, pairs, batch_size, seed)
             model = RewardModel.from_model(setting.model)
             config = setting.config("reward", output, max_steps=steps,
-                                    batch_size=batch_size, lr=lr, seed=seed)
+                                    batch_size=batch_size, lr=lr, seed=seed,
+                                    dataset=pairs.resolve().parent.name)
             result = align(config, model, setting.model_config, sampler,
-                           reward_objective, setting.tokenizer.sha256())
+                           reward_objective, setting.tokenizer)
         except (ValueError, FileNotFoundError, RuntimeError) as error:
             fail(str(error).splitlines()[0])
         report("reward", result)
@@ -237,7 +236,7 @@ def register(app: typer.Typer) -> None:
                                     batch_size=batch_size, lr=lr, seed=seed)
             result = align(config, setting.model, setting.model_config,
                            sampler, grpo_objective(beta=beta),
-                           setting.tokenizer.sha256())
+                           setting.tokenizer)
         except (ValueError, FileNotFoundError, RuntimeError) as error:
             fail(str(error).splitlines()[0])
         report("grpo", result)

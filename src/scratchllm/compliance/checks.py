@@ -17,10 +17,11 @@ import numpy as np
 from scratchllm.data.pipeline import audit as audit_dataset
 from scratchllm.train.checkpoint import has_checkpoint, load_checkpoint
 from scratchllm.data.pii import find_pii
+from scratchllm.align.reward import load_reward_model
 from scratchllm.eval.samples import sample_stories
 from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.tokenizer import load_tokenizer
-from scratchllm.train.checkpoint import load_model
+from scratchllm.train.checkpoint import CheckpointError, load_model
 from scratchllm.data.dedup import (LSHConfig, Shingler, candidate_pairs,
                                    dedup_key, jaccard, signatures)
 
@@ -218,7 +219,10 @@ def logged_samples(run: Path) -> Iterator[tuple[str, str]]:
 def fresh_samples(artifacts: Path, run: Path, count: int,
                   seed: int = 0) -> list[str]:
     """`count` stories sampled at temperature 1 from a run's model."""
-    model, _ = load_model(run)
+    try:
+        model, _ = load_model(run)
+    except CheckpointError:  # not a plain GPT: a reward model?
+        model = load_reward_model(run)
     own = run / "tokenizer"  # a run may carry its own (chat tokens)
     tokenizer = load_tokenizer(own if own.is_dir()
                                else Path(artifacts) / "tokenizer")

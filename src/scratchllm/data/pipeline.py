@@ -318,6 +318,16 @@ def _audit_manifest(folder: Path, manifest: dict[str, Any]) -> list[str]:
     return problems
 
 
+def record_text(record: dict[str, Any]) -> str:
+    """The text of a dataset record: a document's `text`, a chat's
+    messages (chapter 10) or a preference pair (chapter 11)."""
+    if "text" in record:
+        return record["text"]
+    if "messages" in record:
+        return "\n".join(m["content"] for m in record["messages"])
+    return "\n".join(record[k] for k in ("prompt", "chosen", "rejected"))
+
+
 def _audit_split(path: Path, split: dict[str, Any]) -> list[str]:
     """Check one split file against the manifest and for PII."""
     if not path.is_file():
@@ -332,8 +342,7 @@ def _audit_split(path: Path, split: dict[str, Any]) -> list[str]:
             try:
                 record = json.loads(line)
                 unlicensed += not record.get("license")
-                text = record.get("text") or "\n".join(  # a chat record
-                    m["content"] for m in record["messages"])
+                text = record_text(record)
             except (ValueError, TypeError, KeyError, AttributeError):
                 problems.append(f"{path.name}:{documents}: not a document "
                                 "record (damaged or truncated)")
