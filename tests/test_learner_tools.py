@@ -135,13 +135,13 @@ def test_estimate_prints_time_memory_and_cost() -> None:
     (["--params", "1Q"], "cannot read '1Q'"),
     (["--model", "huge"], "unknown preset 'huge'"),
     (["--params", "1M", "--hardware", "abacus"], "unknown hardware"),
-    (["--params", "1M", "--devices", "0"], "devices >= 1"),
+    (["--params", "1M", "--devices", "0"], "'--devices'"),
 ])
 def test_estimate_refuses_bad_or_conflicting_options(
     arguments: list[str], message: str
 ) -> None:
     result = runner.invoke(app, ["estimate", *arguments])
-    assert result.exit_code == 1
+    assert result.exit_code in (1, 2)  # 2: a usage error caught by typer
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert message in lines[0]
