@@ -225,3 +225,16 @@ def test_executed_notebooks_hold_text_bars_not_widgets(
     assert all(o.output_type == "stream" for o in outputs)
     [shown] = render.collapse_streams(outputs)
     assert shown["text"].startswith("w: 100%|") and "4/4" in shown["text"]
+
+
+def test_control_characters_in_outputs_print_as_escapes() -> None:
+    """A tiny model's sample can hold a control byte; LaTeX stops on it."""
+    from scratchllm.book.render import printable_outputs
+
+    outputs = printable_outputs([
+        {"output_type": "stream", "name": "stdout", "text": "shaad\x06.\n"},
+        {"output_type": "display_data",
+         "data": {"text/plain": "'a\x01b'", "image/png": "iVBOR"}}])
+    assert outputs[0]["text"] == "shaad\\x06.\n"
+    assert outputs[1]["data"] == {"text/plain": "'a\\x01b'",
+                                  "image/png": "iVBOR"}

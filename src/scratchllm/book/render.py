@@ -223,6 +223,28 @@ def collapse_streams(outputs: list) -> list:
     return kept
 
 
+# Control characters but \t, \n, \r and ESC (ANSI colours are rendered).
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (a tiny model's samples can hold
+    them; LaTeX stops on them) written as escapes, e.g. ``\\x06``."""
+    return CONTROL.sub(lambda match: f"\\x{ord(match[0]):02x}", text)
+
+
+def printable_outputs(outputs: list) -> list:
+    """The outputs with every text made printable (images untouched)."""
+    for output in outputs:
+        if isinstance(output.get("text"), str):
+            output["text"] = printable(output["text"])
+        data = output.get("data", {})
+        for kind in ("text/plain", "text/markdown"):
+            if isinstance(data.get(kind), str):
+                data[kind] = printable(data[kind])
+    return outputs
+
+
 def trim_for_print(notebook) -> None:
     """Trim the code cells of a staged notebook for the reader, in place:
     cells whose code is all trimmed away keep only their outputs."""
@@ -235,7 +257,8 @@ def trim_for_print(notebook) -> None:
             if not source.strip():
                 tags = cell.metadata.get("tags", [])
                 cell.metadata["tags"] = [*tags, "remove-input"]
-        cell.outputs = collapse_streams(cell.get("outputs", []))
+        cell.outputs = printable_outputs(
+            collapse_streams(cell.get("outputs", [])))
 
 
 def staged_notebook(chapter: Chapter, executed: Path,
