@@ -238,3 +238,12 @@ def test_control_characters_in_outputs_print_as_escapes() -> None:
     assert outputs[0]["text"] == "shaad\\x06.\n"
     assert outputs[1]["data"] == {"text/plain": "'a\\x01b'",
                                   "image/png": "iVBOR"}
+
+
+def test_prose_may_name_glue_but_a_printed_call_is_flagged() -> None:
+    from scratchllm.book.pdfcheck import machinery
+
+    prose = 'When a chapter writes glue("x", value), myst_nb stores it.\n'
+    assert machinery(prose) == []
+    assert machinery(prose + '    glue("x", 1, display=False)\n')
+    assert machinery("#| export scratchllm.x\n")

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from scratchllm.book.chapters import Chapter
 
-#: Text that must not be printed, and why.
+#: Text that must not be printed (patterns, per line), and why.  A code
+#: line starts with the call; prose may name ``glue(...)`` mid-sentence.
 MACHINERY = {
-    "#| export": "a tangler directive",
-    "glue(": "a glue(...) call",
-    "<torch._C.Generator": "a torch.Generator repr (end the cell's "
-                           "manual_seed line with `_ = ...`)",
+    r"^\s*#\| export": "a tangler directive",
+    r"^\s*glue\(": "a glue(...) call",
+    r"<torch\._C\.Generator": "a torch.Generator repr (end the cell's "
+                              "manual_seed line with `_ = ...`)",
 }
 #: XeTeX's warning for a character the font lacks (printed as a box).
 MISSING_GLYPH = re.compile(r"^Missing character: There is no (.+?) in font",
@@ -75,7 +76,7 @@ def machinery(text: str) -> list[str]:
     text, unsquashed)."""
     problems = []
     for needle, what in MACHINERY.items():
-        count = text.count(needle)
+        count = len(re.findall(needle, text, re.MULTILINE))
         if count:
             problems.append(f"{what} is printed {count} times ({needle!r})")
     return problems
