@@ -131,15 +131,34 @@ def test_tangle_writes_modules_in_book_order(mini: Path) -> None:
         import torch
 
 
+        # book/01_first.md § 01_first
         def double(x: float) -> float:
             return 2 * x
 
 
+        # book/02_second.md § 02_second
         def root(x: float) -> float:
             return math.sqrt(x)
         ''')
     init = (mini / "src/scratchllm/demo/__init__.py").read_text()
     assert init.startswith(tangle.MARKER)
+
+
+def test_each_block_names_its_chapter_and_section(mini: Path) -> None:
+    chapter = mini / "book" / "02_second.md"
+    text = chapter.read_text().replace(
+        "```{code-cell} python\n#| export scratchllm.demo.more",
+        "## Quadrupling, a section title long enough to be cut short "
+        "on the printed page\n\n```{code-cell} python\n"
+        "#| export scratchllm.demo.more")
+    chapter.write_text(text)
+    tangle.tangle(mini)
+    more = (mini / "src/scratchllm/demo/more.py").read_text()
+    reference = next(line for line in more.splitlines()
+                     if line.startswith("# book/"))
+    assert reference.startswith("# book/02_second.md § Quadrupling, a")
+    assert len(reference) == 79 and reference.endswith("…")
+    assert more.endswith(reference + "\nQUADRUPLE = double(double(1))\n")
 
 
 def test_tangle_is_deterministic_and_check_passes(mini: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+# book/13_results.md § Where the numbers come from
 _NUMPY_SCALAR = re.compile(r"^np\.\w+\((.*)\)$", re.DOTALL)
 
 
@@ -25,6 +26,7 @@ def glued_value(text: str) -> Any:
         return text
 
 
+# book/13_results.md § Where the numbers come from
 def read_glued(notebook_path: str | Path) -> dict[str, Any]:
     """Every value glued in an executed notebook, by glue name."""
     notebook = json.loads(Path(notebook_path).read_text(encoding="utf-8"))
@@ -49,6 +51,7 @@ def notebook_profile(notebook_path: str | Path) -> str | None:
     return notebook.get("metadata", {}).get("scratchllm", {}).get("profile")
 
 
+# book/13_results.md § Where the numbers come from
 def build_folder(artifacts_root: str | Path) -> Path:
     """The build folder that holds `artifacts/`, `executed/` and
     `timings/` (the parent of the artifact root)."""
@@ -76,6 +79,7 @@ def read_timings(artifacts_root: str | Path, profile: str) -> dict:
     return {stem: entry["seconds"] for stem, entry in chapters.items()}
 
 
+# book/13_results.md § Where the numbers come from
 Measure = tuple[str, str, str]     # glue name, what it measures, format
 
 

@@ -18,6 +18,7 @@ from scratchllm.finetune.chat import ChatExample, encode_chat
 from scratchllm.tokenizer.bpe import Tokenizer
 
 
+# book/11_alignment.md § The log-probability of an answer
 def encode_answer(tokenizer: Tokenizer, prompt: str, answer: str,
                   context_length: int) -> ChatExample:
     """Prompt and answer under the chat template; the mask is True on the
@@ -50,6 +51,7 @@ def pad(examples: Sequence[ChatExample], pad_id: int) -> Sequences:
     return Sequences(ids, mask)
 
 
+# book/11_alignment.md § The log-probability of an answer
 def token_logprobs(model: torch.nn.Module,
                    ids: torch.Tensor) -> torch.Tensor:
     """log p(ids[:, t + 1] | ids[:, :t + 1]) for every position: [B, T-1]."""
@@ -65,6 +67,7 @@ def sequence_logprobs(model: torch.nn.Module,
     return (per_token * sequences.mask[:, 1:]).sum(dim=-1)
 
 
+# book/11_alignment.md § DPO: preferences without a reward model
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
              reference_chosen: torch.Tensor,
              reference_rejected: torch.Tensor,
@@ -76,6 +79,7 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
     return -F.logsigmoid(beta * margin).mean()
 
 
+# book/11_alignment.md § Batches of pairs, and the reference computed once
 @dataclass
 class PairBatch:
     """Chosen rows then rejected rows, and the reference's sequence
@@ -117,6 +121,7 @@ def reference_logprobs(model: torch.nn.Module,
     return torch.cat(values)
 
 
+# book/11_alignment.md § Batches of pairs, and the reference computed once
 class PairSampler:
     """Batch `step` of the pairs: a seeded shuffle per epoch, the global
     batch cut in rows so each process can take its own."""
@@ -151,6 +156,7 @@ class PairSampler:
         return PairBatch(pad(examples, self.pad_id), reference)
 
 
+# book/11_alignment.md § Batches of pairs, and the reference computed once
 def dpo_objective(beta: float
                   ) -> Callable[[torch.nn.Module, PairBatch], torch.Tensor]:
     """The loss chapter 7's loop minimises for DPO with `beta`."""

@@ -27,6 +27,7 @@ from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer.bpe import Tokenizer
 
 
+# book/11_alignment.md § RL from feedback
 def group_advantages(rewards: torch.Tensor,
                      eps: float = 1e-4) -> torch.Tensor:
     """Rewards [prompts, group] standardised within each group (sample
@@ -36,6 +37,7 @@ def group_advantages(rewards: torch.Tensor,
     return (rewards - mean) / (std + eps)
 
 
+# book/11_alignment.md § RL from feedback
 def grpo_loss(new: torch.Tensor, old: torch.Tensor,
               reference: torch.Tensor, advantages: torch.Tensor,
               mask: torch.Tensor, clip: float = 0.2,
@@ -55,6 +57,7 @@ def grpo_loss(new: torch.Tensor, old: torch.Tensor,
     return (per_token.sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
 
 
+# book/11_alignment.md § RL from feedback
 RewardFunction = Callable[[Sequence[Request], Sequence[str]], list[float]]
 
 
@@ -69,6 +72,7 @@ class GroupBatch:
     advantages: torch.Tensor
 
 
+# book/11_alignment.md § RL from feedback
 class GroupSampler:
     """Online GRPO batches from the current `policy` (single process)."""
 
@@ -130,6 +134,7 @@ class GroupSampler:
             group_advantages(rewards.view(-1, self.group_size)).flatten())
 
 
+# book/11_alignment.md § RL from feedback
 def grpo_objective(clip: float = 0.2, beta: float = 0.04
                    ) -> Callable[[torch.nn.Module, GroupBatch],
                                  torch.Tensor]:
@@ -152,6 +157,7 @@ def exact_reward(requests: Sequence[Request],
     return [true_reward(r, t) for r, t in zip(requests, texts)]
 
 
+# book/11_alignment.md § Reward hacking
 def learned_reward(model: torch.nn.Module, tokenizer: Tokenizer,
                    context_length: int) -> RewardFunction:
     """A reward model's scores as a GRPO reward function (an answer too

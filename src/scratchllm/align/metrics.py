@@ -14,6 +14,7 @@ import torch
 from scratchllm.align.dpo import Sequences, token_logprobs
 
 
+# book/11_alignment.md § DPO on the pairs
 def paired_interval(after: Sequence[float], before: Sequence[float],
                     z: float = 1.96) -> tuple[float, float, float]:
     """Mean paired difference and its normal confidence interval
@@ -31,6 +32,7 @@ def win_rate(ours: Sequence[float], theirs: Sequence[float]) -> float:
     return statistics.mean(wins)
 
 
+# book/11_alignment.md § DPO on the pairs
 @torch.no_grad()
 def kl_to_reference(policy: torch.nn.Module, reference: torch.nn.Module,
                     sequences: Sequences) -> float:

@@ -24,6 +24,7 @@ from scratchllm.data.storyworld import (
     with_articles,
 )
 
+# book/11_alignment.md § A reward we can compute
 REQUEST = "Write the start of a story about {hero}."
 HAPPY_WORDS = frozenset(word.lower() for word in lexicon.HAPPY)
 MIN_SENTENCES = 2
@@ -51,6 +52,7 @@ def story_requests(count: int, seed: int = 0) -> list[Request]:
     return requests
 
 
+# book/11_alignment.md § A reward we can compute
 @dataclass(frozen=True)
 class Score:
     """The three checks of the true reward."""
@@ -88,6 +90,7 @@ def true_reward(request: Request, response: str) -> float:
     return score(request, response).total
 
 
+# book/11_alignment.md § Preference pairs, and the noise in them
 FIELDS = ("prompt", "chosen", "rejected")
 
 
@@ -140,6 +143,7 @@ def label_pairs(requests: Sequence[Request],
     return pairs
 
 
+# book/11_alignment.md § Preference pairs, and the noise in them
 def save_pairs(pairs: Sequence[PreferencePair], path: str | Path) -> Path:
     """Write `pairs` as JSONL, atomically, each with its licence."""
     path = Path(path)

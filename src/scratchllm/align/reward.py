@@ -16,6 +16,7 @@ from scratchllm.model.gpt import GPT
 from scratchllm.train.checkpoint import apply_model_state, load_checkpoint
 
 
+# book/11_alignment.md § A reward model
 def bradley_terry_loss(chosen: torch.Tensor,
                        rejected: torch.Tensor) -> torch.Tensor:
     """-log sigma(s_chosen - s_rejected), averaged over the pairs."""
@@ -30,6 +31,7 @@ def hidden_states(model: GPT, tokens: torch.Tensor) -> torch.Tensor:
     return model.final_norm(x)
 
 
+# book/11_alignment.md § A reward model
 class RewardModel(GPT):
     """A GPT with a scalar `value_head`; `scores` reads it at the last
     answer token. Its language-model head stays, unused, so it loads

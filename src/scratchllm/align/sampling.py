@@ -15,6 +15,7 @@ from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer.bpe import Tokenizer
 
 
+# book/11_alignment.md § Preference pairs, and the noise in them
 def conversation(prompt: str, answer: str | None = None
                  ) -> list[dict[str, str]]:
     """A one-turn chat: the user's prompt and, if given, the answer."""
@@ -52,6 +53,7 @@ def fits(tokenizer: Tokenizer, prompt: str, answer: str,
     return len(tokenizer.encode(text)) <= context_length
 
 
+# book/11_alignment.md § Preference pairs, and the noise in them
 def sample_answers(
     model: GPT, tokenizer: Tokenizer, prompts: Sequence[str],
     sampling: SamplingConfig, per_prompt: int = 1, batch_size: int = 64,

@@ -31,6 +31,7 @@ from scratchllm.train.loop import (
 )
 from scratchllm.train.optim import AdamW
 
+# book/11_alignment.md § Chapter 7's loop, with another objective
 Objective = Callable[[torch.nn.Module, Any], torch.Tensor]
 
 
@@ -61,6 +62,7 @@ class AlignRun(Run):
         return total
 
 
+# book/11_alignment.md § Chapter 7's loop, with another objective
 def align(
     config: TrainConfig,
     model: torch.nn.Module,

@@ -11,6 +11,7 @@ import torch
 from accelerate.state import AcceleratorState
 
 
+# book/11_alignment.md § DPO: preferences without a reward model
 class LogprobStandIn(torch.nn.Module):
     """A 'model' whose forward returns fixed per-token log-probabilities
     in the form TRL's DPOTrainer reads them."""
@@ -27,6 +28,7 @@ class LogprobStandIn(torch.nn.Module):
             is_top1=zeros.bool(), aux_loss=None)
 
 
+# book/11_alignment.md § DPO: preferences without a reward model
 def tiny_trainer(beta: float, folder: str) -> object:
     """A real trl.DPOTrainer around a tiny Llama built from a local
     config (nothing downloaded), with precomputed reference log-probs."""

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 
+# book/01_background.md § A bigram model by counting
 def count_bigrams(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """``counts[a, b]``: how often id ``b`` follows id ``a`` in ``ids``."""
     pairs = ids[:-1] * vocab_size + ids[1:]
@@ -36,6 +37,7 @@ def bits(nats: float) -> float:
     return nats / math.log(2)
 
 
+# book/01_background.md § The same model, trained by gradient descent
 class NeuralBigram(nn.Module):
     """A bigram model as a table of logits: ``logits = W[previous]``."""
 
@@ -77,6 +79,7 @@ def train_bigram(
     return losses
 
 
+# book/01_background.md § Sampling
 def sample(
     probabilities: torch.Tensor, start: int, length: int, seed: int = 0
 ) -> list[int]:

@@ -7,6 +7,7 @@
 from pathlib import Path
 
 
+# book/01_background.md § A corpus that needs no download
 def read_book_text(folder: Path) -> str:
     """Concatenate the chapters (``NN_slug.md``) found in ``folder``."""
     files = sorted(Path(folder).glob("[0-9][0-9]_*.md"))

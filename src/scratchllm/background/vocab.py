@@ -7,6 +7,7 @@
 from dataclasses import dataclass
 
 
+# book/01_background.md § A corpus that needs no download
 @dataclass(frozen=True)
 class CharVocab:
     """Maps each distinct character of a training text to an id."""

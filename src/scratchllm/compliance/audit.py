@@ -18,6 +18,7 @@ from scratchllm.compliance.checks import (Contamination, PiiScan, Problem,
                                           scan_samples)
 
 
+# book/14_compliance.md § The audit
 @dataclass
 class AuditReport:
     """Everything the audit found, and the model card it wrote."""
@@ -44,6 +45,7 @@ class AuditReport:
                      "fraction": c.fraction} for c in self.contamination]}
 
 
+# book/14_compliance.md § The audit
 def pii_problems(where: str, scan: PiiScan) -> list[Problem]:
     """One problem per PII type found, with masked examples."""
     return [Problem("pii", f"{count} {kind} in {where}, e.g. "
@@ -80,6 +82,7 @@ def run_audit(artifacts: Path, samples: int = 16,
                        contamination, card)
 
 
+# book/14_compliance.md § The audit
 def write_atomic(path: Path, text: str) -> None:
     """Write text to path through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)

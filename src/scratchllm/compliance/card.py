@@ -14,6 +14,7 @@ from scratchllm.compliance.checks import (Contamination, PiiScan,
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.estimate import count_parameters
 
+# book/14_compliance.md § The model card
 INTENDED_USE = (
     "Teaching and research on how language models are built: reading "
     "its code, reproducing its measurements, and comparing changes. It "
@@ -32,6 +33,7 @@ LIMITATIONS = [
 ]
 
 
+# book/14_compliance.md § The model card
 def data_section(artifacts: Path) -> list[str]:
     """The training and evaluation data: sources, licences, sizes."""
     lines = ["## Data", "",
@@ -57,6 +59,7 @@ def data_section(artifacts: Path) -> list[str]:
     return lines + [""]
 
 
+# book/14_compliance.md § The model card
 def model_section(artifacts: Path) -> list[str]:
     """Each trained model: size, data, training budget."""
     lines = ["## Models", ""]
@@ -97,6 +100,7 @@ def results_section(report: dict[str, Any] | None) -> list[str]:
         f"{report.get('samples', {}).get('acceptance', 0):.3f} |", ""]
 
 
+# book/14_compliance.md § The model card
 def audit_section(corpus: PiiScan, samples: PiiScan,
                   contamination: list[Contamination],
                   problems: list[str]) -> list[str]:

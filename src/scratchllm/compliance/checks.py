@@ -25,6 +25,7 @@ from scratchllm.train.checkpoint import CheckpointError, load_model
 from scratchllm.data.dedup import (LSHConfig, Shingler, candidate_pairs,
                                    dedup_key, jaccard, signatures)
 
+# book/14_compliance.md § Provenance and licences
 #: A source can be traced when it has one of these groups of fields.
 PROVENANCE_KEYS = (("generator", "seed"), ("path", "sha256"), ("url",))
 NO_LICENCE = {"", "unknown", "none", "noassertion"}
@@ -57,6 +58,7 @@ def read_manifest(dataset: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+# book/14_compliance.md § Provenance and licences
 def source_problems(name: str, source: dict[str, Any]) -> list[Problem]:
     """A source without a usable licence or without provenance."""
     problems = []
@@ -99,6 +101,7 @@ def check_provenance(artifacts: Path) -> list[Problem]:
     return problems
 
 
+# book/14_compliance.md § Provenance and licences
 def model_runs(artifacts: Path) -> list[Path]:
     """The trained models: every A/checkpoints/<run> with a checkpoint."""
     folder = Path(artifacts) / "checkpoints"
@@ -141,6 +144,7 @@ def check_training_data(artifacts: Path) -> list[Problem]:
     return problems
 
 
+# book/14_compliance.md § Personal data, counted and never shown
 def mask(value: str) -> str:
     """A PII value with every letter and digit but the first hidden."""
     return value[:1] + "".join("*" if c.isalnum() else c
@@ -170,6 +174,7 @@ class PiiScan:
         return sum(self.counts.values())
 
 
+# book/14_compliance.md § Personal data, counted and never shown
 def record_text(record: dict[str, Any]) -> str:
     """The text of a JSON record: `text`, or all its strings joined."""
     if isinstance(record.get("text"), str):
@@ -202,6 +207,7 @@ def scan_corpus(artifacts: Path) -> PiiScan:
     return scan
 
 
+# book/14_compliance.md § What the model writes
 def logged_samples(run: Path) -> Iterator[tuple[str, str]]:
     """(where, text) of the samples a training run logged."""
     log = run / "log.jsonl"
@@ -252,6 +258,7 @@ def scan_samples(artifacts: Path, count: int,
     return scan, problems
 
 
+# book/14_compliance.md § Evaluation sets seen in training
 @dataclass
 class Contamination:
     """Documents of one evaluation set found in the training data."""
@@ -268,6 +275,7 @@ class Contamination:
         return len(found) / self.documents if self.documents else 0.0
 
 
+# book/14_compliance.md § Evaluation sets seen in training
 def find_contamination(
     name: str,
     evaluation: list[tuple[str, str]],
@@ -297,6 +305,7 @@ def find_contamination(
                          sorted(near.values()))
 
 
+# book/14_compliance.md § Evaluation sets seen in training
 def check_contamination(artifacts: Path) -> list[Contamination]:
     """Every evaluation set against the models' training data."""
     artifacts = Path(artifacts)

@@ -20,6 +20,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import IO, Any
 
+# book/02_data.md § Writing without tearing
 TEMP_MARK = ".tmp-"
 
 
@@ -46,6 +47,7 @@ def temp_name(path: Path) -> Path:
     return path.parent / f".{path.name}{TEMP_MARK}{os.getpid()}"
 
 
+# book/02_data.md § Writing without tearing
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside `path`; when the block ends without
@@ -77,6 +79,7 @@ def write_json_atomic(path: str | Path, value: Any,
     write_text_atomic(path, json.dumps(value, indent=indent) + "\n")
 
 
+# book/02_data.md § Writing without tearing
 RENAME_EXCHANGE = 2
 
 
@@ -139,6 +142,7 @@ def atomic_folder(final: str | Path) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+# book/02_data.md § Writing without tearing
 def claim_folder(folder: str | Path, patterns: Iterable[str],
                  what: str) -> None:
     """Refuse (FileExistsError) to swap out `folder` when it is a file or
@@ -170,6 +174,7 @@ def remove_leftovers(folder: str | Path) -> list[Path]:
     return removed
 
 
+# book/02_data.md § Writing without tearing
 LOCK = ".lock"
 
 

@@ -11,6 +11,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass
 
+# book/02_data.md § Decoding, normalisation, whitespace
 MOJIBAKE = re.compile("[ÃÂâ][\u0080-\u00bf\u0152-\u203a€™]")
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
@@ -49,6 +50,7 @@ def normalise(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
+# book/02_data.md § Quality filters
 @dataclass(frozen=True)
 class FilterConfig:
     """Thresholds of the quality filters (after Gopher and C4)."""
@@ -109,6 +111,7 @@ def repeated_fraction(words: list[str], n: int) -> float:
     return sum(len(w) for w, c in zip(words, covered) if c) / chars
 
 
+# book/02_data.md § Quality filters
 GOPHER_STOP_WORDS = frozenset("the be to of and that have with".split())
 LETTER = re.compile(r"[^\W\d_]")
 

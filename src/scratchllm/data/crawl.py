@@ -14,6 +14,7 @@ from typing import Any
 from scratchllm.data.sources import Document
 from scratchllm.data.storyworld import StoryWorld
 
+# book/02_data.md § A mini web crawl with ground truth
 GADGETS = (
     "printer router laptop phone dishwasher camera blender kettle toaster "
     "tablet headset speaker monitor keyboard mouse scooter drone heater "
@@ -113,6 +114,7 @@ FILLER = (
 ).split()
 
 
+# book/02_data.md § A mini web crawl with ground truth
 REGISTERS = {  # register: (share of the crawl, should a filter keep it?)
     "story": (0.40, True), "forum": (0.18, True), "product": (0.12, True),
     "mojibake": (0.03, True), "bad_bytes": (0.03, True),
@@ -185,6 +187,7 @@ class PiiMaker:
         ))
 
 
+# book/02_data.md § A mini web crawl with ground truth
 class Crawl:
     """A stream of labelled web-like documents (raw bytes).
 
@@ -341,6 +344,7 @@ class Crawl:
         return data
 
 
+# book/02_data.md § A mini web crawl with ground truth
 def pii_scores(labelled: list[tuple[list[list[str]], list[tuple[str, str]]]]
                ) -> dict[str, dict[str, float]]:
     """Precision and recall per PII type.

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# book/02_data.md § Exact duplicates
 WORDS = re.compile(r"\w+")
 PUNCTUATION = str.maketrans({c: " " for c in string.punctuation})
 
@@ -48,6 +49,7 @@ def fmix32(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint32(16))
 
 
+# book/02_data.md § Near duplicates with MinHash
 @dataclass(frozen=True)
 class LSHConfig:
     """MinHash LSH settings: shingle size, bands x rows, threshold."""
@@ -112,6 +114,7 @@ class Shingler:
         return h32[index], offsets
 
 
+# book/02_data.md § Near duplicates with MinHash
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Odd multipliers a and offsets b of h -> a*h + b (mod 2^32),
     drawn the way datasketch 2 draws them, so signatures can match."""
@@ -153,6 +156,7 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int,
     return out
 
 
+# book/02_data.md § Locality-sensitive hashing: bands and rows
 def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """Pairs (i < j) whose signatures agree on all rows of some band."""
     if sig.shape[1] < bands * rows:
@@ -178,6 +182,7 @@ def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
 
 
+# book/02_data.md § Locality-sensitive hashing: bands and rows
 def jaccard(x: np.ndarray, y: np.ndarray) -> float:
     """Jaccard similarity of two sets given as sorted unique arrays."""
     if len(x) == 0 and len(y) == 0:
@@ -243,6 +248,7 @@ def near_duplicates(texts: Sequence[str],
     return NearDuplicates(candidates, pairs, cluster)
 
 
+# book/02_data.md § Locality-sensitive hashing: bands and rows
 def s_curve(similarity: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """P(a pair with this Jaccard becomes a candidate) = 1-(1-s^r)^b."""
     return 1.0 - (1.0 - similarity ** rows) ** bands

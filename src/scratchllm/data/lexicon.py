@@ -10,6 +10,7 @@ frequent and a long tail is rare, as in real text.
 """
 
 
+# book/02_data.md § StoryWorld: a corpus whose entropy we know
 def words(text: str) -> tuple[str, ...]:
     """Split a whitespace-separated word list."""
     return tuple(text.split())

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# book/02_data.md § Personal data
 PATTERNS: dict[str, re.Pattern[str]] = {
     "card": re.compile(r"(?<![\d-])(?:\d{4}[ -]?){3}\d{1,7}(?![\d-])"),
     "email": re.compile(r"\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
@@ -27,6 +28,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 PLACEHOLDERS = {kind: f"[{kind.upper()}]" for kind in PATTERNS}
 
 
+# book/02_data.md § Personal data
 def luhn_valid(number: str) -> bool:
     """The Luhn checksum of payment cards (digits only, 13-19 long)."""
     digits = [int(c) for c in number if c.isdigit()]
@@ -57,6 +59,7 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
 }
 
 
+# book/02_data.md § Personal data
 @dataclass(frozen=True)
 class Finding:
     """One piece of personal data: its type, where it is, what it says."""

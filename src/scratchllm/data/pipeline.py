@@ -27,6 +27,7 @@ from scratchllm.data.dedup import (LSHConfig, exact_duplicates,
 from scratchllm.data.pii import find_pii, redact
 from scratchllm.data.sources import Document
 
+# book/02_data.md § The pipeline: every document accounted for
 STAGES = ("decode", "language", "quality", "pii", "exact_dedup",
           "near_dedup")
 
@@ -54,6 +55,7 @@ class PipelineConfig:
                 "val_fraction": self.val_fraction}
 
 
+# book/02_data.md § The pipeline: every document accounted for
 @dataclass
 class Outcome:
     """What happened to one document: kept (reason None) or dropped."""
@@ -100,6 +102,7 @@ def clean_one(doc: Document, config: PipelineConfig) -> Outcome:
     return out
 
 
+# book/02_data.md § The pipeline: every document accounted for
 T = TypeVar("T")
 
 
@@ -122,6 +125,7 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+# book/02_data.md § The pipeline: every document accounted for
 def split_of(doc_id: str, val_fraction: float) -> str:
     """"train" or "val", from a hash of the id: stable across runs,
     machines and orderings, and independent of the other documents."""
@@ -130,6 +134,7 @@ def split_of(doc_id: str, val_fraction: float) -> str:
         2.0 ** 64 else "train"
 
 
+# book/02_data.md § The pipeline: every document accounted for
 @dataclass
 class PipelineResult:
     """The kept documents (cleaned) and an account of every other one."""
@@ -215,6 +220,7 @@ def stage_table(outcomes: list[Outcome]) -> list[dict[str, Any]]:
     return table
 
 
+# book/02_data.md § Manifest and audit
 def code_version() -> str:
     """The package version and a hash of this package's source files."""
     import scratchllm
@@ -281,6 +287,7 @@ def _write_dataset_files(result: PipelineResult, folder: Path,
     return manifest
 
 
+# book/02_data.md § Manifest and audit
 def audit(folder: str | Path) -> list[str]:
     """Problems with a prepared dataset (an empty list: none found).
 
@@ -377,6 +384,7 @@ def verify_split(folder: str | Path, split: str) -> Path:
     return path
 
 
+# book/02_data.md § Preparing StoryWorld for the rest of the book
 def storyworld_stats(folder: str | Path, split: str = "val"
                      ) -> dict[str, Any]:
     """Entropy (bits per byte) of a prepared StoryWorld split, from the

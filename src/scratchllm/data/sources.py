@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 
+# book/02_data.md § One interface for every source
 @dataclass
 class Document:
     """One document: an id, its text (raw ``bytes`` until decoded), the
@@ -26,6 +27,7 @@ class Document:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+# book/02_data.md § One interface for every source
 def local_documents(paths: Iterable[str | os.PathLike[str]],
                     license: str, source: str = "local",
                     text_field: str = "text") -> Iterator[Document]:
@@ -91,6 +93,7 @@ def _parquet_documents(path: Path, license: str, source: str,
                            record.pop("license", None) or license, record)
 
 
+# book/02_data.md § One interface for every source
 HF_DATASETS = {  # short name: (hub id, config, licence)
     "tinystories": ("roneneldan/TinyStories", None, "CDLA-Sharing-1.0"),
     "fineweb-edu": ("HuggingFaceFW/fineweb-edu", "sample-10BT",

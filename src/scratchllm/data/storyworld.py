@@ -24,6 +24,7 @@ from scratchllm.data import lexicon as lex
 from scratchllm.data.sources import Document
 
 
+# book/02_data.md § StoryWorld: a corpus whose entropy we know
 class Menu:
     """A categorical distribution over distinct strings.
 
@@ -73,6 +74,7 @@ class Derivation:
         return heads
 
 
+# book/02_data.md § StoryWorld: a corpus whose entropy we know
 PRONOUNS = {
     "she": {"sub": "she", "obj": "her", "pos": "her", "refl": "herself"},
     "he": {"sub": "he", "obj": "him", "pos": "his", "refl": "himself"},
@@ -95,6 +97,7 @@ STATES = {
 OBSTACLES = tuple(STATES)
 
 
+# book/02_data.md § StoryWorld: a corpus whose entropy we know
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "opening": (
         "Once upon a time, there was a {adj} {kind} named {name}.",
@@ -218,6 +221,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 }
 
 
+# book/02_data.md § StoryWorld: a corpus whose entropy we know
 SLOT_WORDS: dict[str, tuple[str, ...]] = {
     "adj": lex.CHARACTER_ADJECTIVES,
     "fadj": lex.CHARACTER_ADJECTIVES,
@@ -276,6 +280,7 @@ def with_articles(text: str) -> str:
     return re.sub(r"\b([Aa]) (\w+)", fix, text)
 
 
+# book/02_data.md § StoryWorld: a corpus whose entropy we know
 @dataclass(frozen=True)
 class Story:
     """One generated story, the log2 probability of its derivation, facts."""
@@ -379,6 +384,7 @@ class StoryWorld:
         return with_articles(text), facts
 
 
+# book/02_data.md § Exactly one derivation per story
 def _forms(key: str) -> tuple[str, ...]:
     """Every pronoun form of one kind ("sub", "pos", ...)."""
     return tuple(dict.fromkeys(p[key] for p in PRONOUNS.values()))

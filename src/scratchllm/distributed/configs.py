@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+# book/08_scaling_out.md § Starting processes
 _COMMON = {
     "compute_environment": "LOCAL_MACHINE",
     "debug": False,

@@ -33,6 +33,7 @@ from scratchllm.train.loss import cross_entropy
 from scratchllm.train.optim import AdamW
 
 
+# book/08_scaling_out.md § Sharding: ZeRO-3 and FSDP
 def setup(
     config: TrainConfig,
 ) -> tuple[GPT, torch.optim.Optimizer, WindowSampler]:
@@ -96,6 +97,7 @@ def shard_model(model: GPT) -> GPT:
     return model
 
 
+# book/08_scaling_out.md § Sharding: ZeRO-3 and FSDP
 def save_run(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     folder: str | Path, step: int,

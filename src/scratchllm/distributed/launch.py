@@ -23,6 +23,7 @@ import torch
 import scratchllm
 
 
+# book/08_scaling_out.md § Starting processes
 @dataclass
 class LaunchResult:
     """How a launched run ended."""
@@ -150,6 +151,7 @@ def stop(child: subprocess.Popen, grace: float = 5.0) -> str:
     return ""
 
 
+# book/08_scaling_out.md § Starting processes
 def extensions_folder() -> Path:
     """Where PyTorch compiles C++ extensions such as DeepSpeed's ops:
     $TORCH_EXTENSIONS_DIR, else `_build/torch_extensions` in the

@@ -10,6 +10,7 @@ from scratchllm.model.config import ModelConfig
 from scratchllm.model.estimate import memory_estimate
 from scratchllm.train.monitor import HARDWARE
 
+# book/08_scaling_out.md § Where the memory goes
 STRATEGIES = ("ddp", "zero1", "zero2", "zero3")
 #: Which of (weights, gradients, optimizer) each strategy shards.
 SHARDED = {

@@ -14,6 +14,7 @@ from scratchllm.model.gpt import GPT
 from scratchllm.train.loss import cross_entropy
 
 
+# book/08_scaling_out.md § Pipeline parallelism
 class Stage(nn.Module):
     """Stage 0: embedding and the first blocks; stage 1: the remaining
     blocks, the final norm and the output head."""
@@ -44,6 +45,7 @@ class Stage(nn.Module):
         return self.output(self.final_norm(x)).float()
 
 
+# book/08_scaling_out.md § Pipeline parallelism
 def gpipe_step(
     stage: Stage, inputs: torch.Tensor, targets: torch.Tensor,
     micro_batches: int, d_model: int,
@@ -92,6 +94,7 @@ def sum_tied_gradient(stage: Stage) -> None:
     dist.all_reduce(weight.grad)
 
 
+# book/08_scaling_out.md § Pipeline parallelism
 def pipeline_check(
     model: GPT, inputs: torch.Tensor, targets: torch.Tensor,
     micro_batches: int,
@@ -117,6 +120,7 @@ def pipeline_check(
     return {"grad": gaps[0].item(), "loss": gaps[1].item()}
 
 
+# book/08_scaling_out.md § Pipeline parallelism
 def bubble_fraction(stages: int, micro_batches: int) -> float:
     """Idle share of a GPipe step: (p - 1) / (m + p - 1)."""
     if stages < 1 or micro_batches < 1:

@@ -7,6 +7,7 @@
 import torch.distributed as dist
 
 
+# book/08_scaling_out.md § Starting processes
 def rank() -> int:
     """This process's rank (0 when not distributed)."""
     return dist.get_rank() if dist.is_initialized() else 0

@@ -14,6 +14,7 @@ from scratchllm.distributed.ranks import rank, world_size
 from scratchllm.model.feedforward import SwiGLU
 
 
+# book/08_scaling_out.md § Tensor parallelism
 class CopyToParallel(torch.autograd.Function):
     """Megatron's f: identity forward, all-reduce of the gradient."""
 
@@ -68,6 +69,7 @@ class ParallelSwiGLU(nn.Module):
         return ReduceFromParallel.apply(F.linear(hidden, self.down))
 
 
+# book/08_scaling_out.md § Tensor parallelism
 def tensor_parallel_check(
     d_model: int = 32, hidden: int = 96, seed: int = 0
 ) -> dict[str, float]:

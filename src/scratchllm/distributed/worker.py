@@ -30,6 +30,7 @@ from scratchllm.train.config import TrainConfig, load_config, preset
 from scratchllm.train.loop import pretrain
 
 
+# book/08_scaling_out.md § Data parallelism
 def make_accelerator() -> Accelerator:
     """An Accelerator for this launch: GPUs when there are any, else
     one gloo group over CPU processes (DeepSpeed picks its own)."""
@@ -60,6 +61,7 @@ def run_pretrain(arguments: argparse.Namespace) -> None:
                f"{result.tokens / result.seconds:,.0f} tokens/s")
 
 
+# book/08_scaling_out.md § All checks on two processes
 def run_checks(arguments: argparse.Namespace) -> None:
     """FSDP, tensor and pipeline parallelism against one process."""
     accelerator = make_accelerator()
@@ -80,6 +82,7 @@ def run_checks(arguments: argparse.Namespace) -> None:
     accelerator.wait_for_everyone()
 
 
+# book/08_scaling_out.md § DeepSpeed ZeRO through Accelerate
 def run_deepspeed(arguments: argparse.Namespace) -> None:
     """The shared training steps under Accelerate + DeepSpeed ZeRO;
     rank 0 writes the gathered weights and the losses."""
@@ -108,6 +111,7 @@ def run_deepspeed(arguments: argparse.Namespace) -> None:
     dist.barrier()
 
 
+# book/08_scaling_out.md § When a process dies
 def run_failure(arguments: argparse.Namespace) -> None:
     """Rank 1 fails on purpose; rank 0 waits for it in a collective."""
     make_accelerator()

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 
+# book/07_pretraining.md § The loop
 def token_byte_lengths(tokenizer: Any) -> np.ndarray:
     """How many bytes of text each token id stands for (0 for the
     special tokens, which stand for no text)."""
@@ -56,6 +57,7 @@ class Intrinsic:
         return self.nats / math.log(2) / self.bytes
 
 
+# book/07_pretraining.md § The loop
 def validation_windows(
     shards: list[np.ndarray], context_length: int, max_tokens: int
 ) -> list[tuple[int, int, int]]:
@@ -75,6 +77,7 @@ def validation_windows(
     return windows
 
 
+# book/07_pretraining.md § The loop
 @torch.no_grad()
 def evaluate_windows(
     model: torch.nn.Module,
@@ -128,6 +131,7 @@ def evaluate_split(
                             byte_lengths)
 
 
+# book/09_generation_evaluation.md § Intrinsic evaluation: loss, perplexity, b…
 def evaluate_tokens(
     model: Any,
     ids: np.ndarray,
@@ -151,6 +155,7 @@ def encode_documents(tokenizer: Any, texts: list[str]) -> np.ndarray:
     return np.array(ids, dtype=np.int64)
 
 
+# book/09_generation_evaluation.md § Intrinsic evaluation: loss, perplexity, b…
 @torch.no_grad()
 def loss_by_position(
     model: Any, ids: np.ndarray, max_tokens: int, batch_size: int = 8

@@ -24,6 +24,7 @@ import numpy as np
 from scratchllm.data.storyworld import split_sentences
 
 
+# book/09_generation_evaluation.md § Benchmark-style evaluation: multiple choi…
 @dataclass(frozen=True)
 class Question:
     """A context, its options, and the index of the right one."""
@@ -84,6 +85,7 @@ def load_jsonl(path: str | Path) -> list[Question]:
     return questions
 
 
+# book/09_generation_evaluation.md § Benchmark-style evaluation: multiple choi…
 Scorer = Callable[[Question], list[tuple[float, int]]]
 
 
@@ -115,6 +117,7 @@ def choice_scores(
             for n, c in zip(nats, question.choices)]
 
 
+# book/09_generation_evaluation.md § Chance is not the only baseline
 @dataclass(frozen=True)
 class Unigram:
     """A language model that ignores context: log p(token) is the log of
@@ -158,6 +161,7 @@ def context_free_scorers(
     }
 
 
+# book/09_generation_evaluation.md § How sure can we be?
 def wilson_interval(
     successes: int, trials: int, z: float = 1.96
 ) -> tuple[float, float]:
@@ -201,6 +205,7 @@ def paired_difference_interval(
     return max(-1.0, p1 - p2 - below), min(1.0, p1 - p2 + above)
 
 
+# book/09_generation_evaluation.md § How sure can we be?
 @dataclass(frozen=True)
 class ChoiceResult:
     """Which questions of a set a scorer answered right."""
@@ -253,6 +258,7 @@ class ChoiceResult:
                 f"{self.correct_norm} per byte; chance {self.chance:.1%}")
 
 
+# book/09_generation_evaluation.md § How sure can we be?
 def evaluate_scorer(
     scorer: Scorer, questions: list[Question]
 ) -> ChoiceResult:
@@ -280,6 +286,7 @@ def evaluate_choices(
                            questions)
 
 
+# book/09_generation_evaluation.md § A StoryWorld task whose answers we know
 def sentence_starts(text: str, sentences: list[str]) -> list[int]:
     """Where each of the (consecutive) sentences starts in text."""
     starts, position = [], 0
@@ -316,6 +323,7 @@ def entity_weights(
     return pools
 
 
+# book/09_generation_evaluation.md § A StoryWorld task whose answers we know
 def consistency_question(
     record: dict[str, Any],
     pools: dict[str, dict[str, dict[str, float]]],

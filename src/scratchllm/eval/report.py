@@ -24,6 +24,7 @@ from scratchllm.train.checkpoint import (checkpoint_meta, load_model,
                                          matching_tokenizer)
 
 
+# book/09_generation_evaluation.md § The evaluation report and the command line
 @dataclass(frozen=True)
 class EvalSettings:
     """How much of each evaluation to run."""

@@ -12,6 +12,7 @@ from scratchllm.data.storyworld import split_sentences
 from scratchllm.generate.batch import generate_batch
 from scratchllm.generate.sampling import SamplingConfig
 
+# book/09_generation_evaluation.md § Sample quality: grammar, repetition, dive…
 WORD = re.compile(r"\w+|[^\w\s]")
 
 

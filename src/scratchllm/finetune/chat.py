@@ -24,6 +24,7 @@ from scratchllm.model.hf import export_hf
 from scratchllm.tokenizer.bpe import Tokenizer, save_tokenizer
 from scratchllm.tokenizer.export import save_hf
 
+# book/10_instruction_tuning.md § A conversation as one string
 CHAT_TOKENS: tuple[str, str] = ("<|im_start|>", "<|im_end|>")
 ROLES = ("system", "user", "assistant")
 CHAT_TEMPLATE = (
@@ -46,6 +47,7 @@ def compiled_template() -> jinja2.Template:
     return environment.from_string(CHAT_TEMPLATE)
 
 
+# book/10_instruction_tuning.md § A conversation as one string
 def validate_messages(messages: Sequence[dict[str, str]]) -> None:
     """Raise ValueError, saying which message and why, unless `messages`
     is a non-empty list of {"role", "content"} with known roles."""
@@ -81,6 +83,7 @@ def render_chat(messages: Sequence[dict[str, str]],
         messages=list(messages), add_generation_prompt=add_generation_prompt)
 
 
+# book/10_instruction_tuning.md § New tokens, new rows
 def add_chat_tokens(tokenizer: Tokenizer) -> Tokenizer:
     """A tokenizer like `tokenizer` with CHAT_TOKENS as special tokens;
     missing ones get the next free ids. Idempotent."""
@@ -102,6 +105,7 @@ def end_of_turn_id(tokenizer: Tokenizer) -> int:
     return tokenizer.special_tokens[CHAT_TOKENS[1]]
 
 
+# book/10_instruction_tuning.md § New tokens, new rows
 def grown(weight: torch.Tensor, rows: int) -> torch.Tensor:
     """`weight` with rows appended up to `rows`, each the mean row."""
     extra = weight.mean(dim=0, keepdim=True).expand(
@@ -126,6 +130,7 @@ def resize_vocabulary(model: GPT, vocab_size: int) -> GPT:
     return resized
 
 
+# book/10_instruction_tuning.md § Tokens and the loss mask
 @dataclass(frozen=True)
 class ChatExample:
     """A conversation's token ids and, per token, whether the loss
@@ -170,6 +175,7 @@ def encode_chat(tokenizer: Tokenizer, messages: Sequence[dict[str, str]],
     return ChatExample(ids, mask)
 
 
+# book/10_instruction_tuning.md § Exporting a chat model
 def update_json(path: Path, changes: dict[str, Any]) -> None:
     """Merge `changes` into the JSON object in `path` (atomically)."""
     values = json.loads(path.read_text()) if path.exists() else {}

@@ -28,6 +28,7 @@ from scratchllm.data.storyworld import (
 )
 from scratchllm.finetune.chat import validate_messages
 
+# book/10_instruction_tuning.md § Instructions whose answers we know
 TASKS = ("who", "where", "what", "yes_no", "happened", "rewrite", "write")
 ALL_NAMES = sorted(set().union(*NAMES.values()))
 ALL_KINDS = sorted(set().union(*KINDS.values()))
@@ -55,6 +56,7 @@ def rename_pool(story: Story, heldout: bool) -> list[str]:
                   and n != story.facts["who"])
 
 
+# book/10_instruction_tuning.md § Instructions whose answers we know
 def paragraphs(story: Story) -> list[str]:
     """The story's paragraphs (opening, finding, trouble, ...)."""
     return story.text.split("\n\n")
@@ -97,6 +99,7 @@ def question(story: Story, task: str, rng: random.Random,
     raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
 
 
+# book/10_instruction_tuning.md § Instructions whose answers we know
 def instruction(story: Story, task: str, rng: random.Random,
                 heldout: bool = False) -> dict[str, Any]:
     """One chat record: messages, task, answer (and constraints)."""
@@ -129,6 +132,7 @@ def instructions(count: int, heldout: bool, seed: int = 1, start: int = 0,
     raise AssertionError("unreachable: the story stream is infinite")
 
 
+# book/10_instruction_tuning.md § Instructions whose answers we know
 def normalise(text: str) -> str:
     """Lower case, outer spaces and one final '.' removed."""
     return text.strip().lower().removesuffix(".").strip()
@@ -152,6 +156,7 @@ def is_correct(record: dict[str, Any], reply: str) -> bool:
     return normalise(reply) == normalise(record["answer"])
 
 
+# book/10_instruction_tuning.md § The common chat format, for your own data
 class DatasetError(ValueError):
     """A chat dataset that cannot be used, with where and why."""
 
@@ -207,6 +212,7 @@ def write_jsonl(records: Sequence[dict[str, Any]],
             "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
+# book/10_instruction_tuning.md § The common chat format, for your own data
 INSTRUCTION_SIZES = {
     "ci": {"train": 420, "val": 70, "heldout": 70},
     "laptop": {"train": 7000, "val": 350, "heldout": 700},

@@ -17,6 +17,7 @@ from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer.bpe import Tokenizer
 
+# book/10_instruction_tuning.md § Measuring answers
 NEW_TOKENS = {"write": 64}   # every other task: 24
 
 
@@ -45,6 +46,7 @@ def few_shot_prompt(tokenizer: Tokenizer, record: dict[str, Any],
     return tokenizer.encode(text)
 
 
+# book/10_instruction_tuning.md § Measuring answers
 def complete(model: GPT, tokenizer: Tokenizer, prompts: list[list[int]],
              max_new_tokens: int, stop_ids: Sequence[int],
              batch_size: int = 32) -> list[str]:
@@ -86,6 +88,7 @@ def answer(model: GPT, tokenizer: Tokenizer,
     return replies
 
 
+# book/10_instruction_tuning.md § Measuring answers
 @dataclass(frozen=True)
 class TaskScore:
     """Correct answers out of all, for one task."""

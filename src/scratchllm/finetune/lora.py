@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+# book/10_instruction_tuning.md § LoRA: training a small correction
 DEFAULT_TARGETS = ("q_proj", "v_proj")
 
 
@@ -61,6 +62,7 @@ class LoRALinear(nn.Module):
             self.merged = False
 
 
+# book/10_instruction_tuning.md § LoRA: training a small correction
 def add_lora(model: nn.Module, rank: int = 8, alpha: float = 16.0,
              targets: Sequence[str] = DEFAULT_TARGETS) -> nn.Module:
     """Freeze `model` and give every linear layer named in `targets` a

@@ -18,6 +18,7 @@ from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer.bpe import Tokenizer
 
 
+# book/10_instruction_tuning.md § Talking to the model
 class ChatSession:
     """A conversation with a chat model, one user message at a time."""
 

@@ -42,6 +42,7 @@ from scratchllm.train.loop import (
     read_tokenizer,
 )
 
+# book/10_instruction_tuning.md § Padding and packing
 IGNORE = -100
 
 
@@ -74,6 +75,7 @@ def pack(lengths: Sequence[int], capacity: int) -> list[list[int]]:
     return rows
 
 
+# book/10_instruction_tuning.md § Padding and packing
 class ChatBatches:
     """Batches of conversations for the chapter 7 loop: `batch(step,
     rows)` gives inputs [B, T] and targets [B, T] (-100: no loss)."""
@@ -119,6 +121,7 @@ class ChatBatches:
         return inputs, targets
 
 
+# book/10_instruction_tuning.md § Fine-tuning on the chapter 7 loop
 def sft_config(profile: str, artifacts_root: str | Path, run_name: str,
                **overrides: Any) -> TrainConfig:
     """Chapter 7's TrainConfig with fine-tuning settings: checkpoints
@@ -189,6 +192,7 @@ def save_model(model: GPT, run_dir: str | Path, step: int,
                            {"state": {}, "param_groups": []}, meta, keep=1)
 
 
+# book/10_instruction_tuning.md § One function for the command line, and for m…
 def run_sft(config: TrainConfig, checkpoint: str | Path,
             tokenizer_dir: str | Path, data: str | Path,
             lora_rank: int = 0, lora_alpha: float = 16.0,
@@ -222,6 +226,7 @@ def run_sft(config: TrainConfig, checkpoint: str | Path,
     return dataclasses.replace(result, model=merged, run_dir=final_dir)
 
 
+# book/10_instruction_tuning.md § One function for the command line, and for m…
 def launch_sft(arguments: Sequence[str], processes: int,
                config_file: str | Path, options: Sequence[str] = (),
                timeout: float = 300) -> str:

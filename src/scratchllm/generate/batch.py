@@ -14,6 +14,7 @@ from scratchllm.generate.sampling import SamplingConfig, choose_next
 from scratchllm.model.gpt import GPT
 
 
+# book/09_generation_evaluation.md § Batched generation with left padding
 def left_pad(
     prompts: list[list[int]], pad_id: int
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,6 +19,7 @@ from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.model.hf import export_hf
 
 
+# book/09_generation_evaluation.md § Fast decoding: the KV cache
 def median_seconds(
     works: dict[str, Callable[[], Any]], repeats: int
 ) -> dict[str, float]:

@@ -18,6 +18,7 @@ import torch
 from scratchllm.generate.sampling import top_k_filter
 from scratchllm.generate.sampling import SamplingConfig, choose_next
 
+# book/07_pretraining.md § The loop
 Chooser = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -80,6 +81,7 @@ def sample_ids(
     return ids
 
 
+# book/09_generation_evaluation.md § The decoding loop
 SPECIAL_LOOKING = re.compile(r"<\|[^<>|\s]*\|>")
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 
+# book/07_pretraining.md § The loop
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the k largest logits of each row; the rest become -inf."""
     k = min(k, logits.shape[-1])
@@ -19,6 +20,7 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     return logits.masked_fill(logits < kth_largest, -math.inf)
 
 
+# book/09_generation_evaluation.md § From logits to a token
 @dataclass(frozen=True)
 class SamplingConfig:
     """How each new token is chosen, and when generation stops."""

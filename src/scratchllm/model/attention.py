@@ -13,6 +13,7 @@ from torch import nn
 from scratchllm.model.embeddings import RotaryEmbedding
 
 
+# book/05_attention.md § One head, written out
 def stable_softmax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Softmax that subtracts the maximum first, so exp never overflows.
 
@@ -64,6 +65,7 @@ def attention(
     return weights @ v, weights
 
 
+# book/05_attention.md § Sharing keys and values: GQA and MQA
 def repeat_kv(x: torch.Tensor, repeats: int) -> torch.Tensor:
     """[B, Hkv, T, D] -> [B, Hkv*repeats, T, D], each head repeated in
     place (heads 0..g-1 share kv head 0)."""
@@ -74,6 +76,7 @@ def repeat_kv(x: torch.Tensor, repeats: int) -> torch.Tensor:
     return x.reshape(batch, kv_heads * repeats, length, dim)
 
 
+# book/05_attention.md § The attention layer
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with GQA, RoPE and a KV cache."""
 
@@ -157,6 +160,7 @@ class CausalSelfAttention(nn.Module):
         )
 
 
+# book/05_attention.md § The KV cache
 class KVCache:
     """Per-layer keys and values of the positions seen so far."""
 

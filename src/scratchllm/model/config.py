@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
+# book/06_transformer.md § The model
 @dataclass
 class ModelConfig:
     """Every number that defines the model's architecture."""

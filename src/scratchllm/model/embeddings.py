@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 
+# book/04_embeddings.md § Learned absolute positions
 class LearnedPositions(nn.Module):
     """Learned absolute position embeddings (GPT-2 style)."""
 
@@ -28,6 +29,7 @@ class LearnedPositions(nn.Module):
         return x + self.table(positions)
 
 
+# book/04_embeddings.md § Which coordinates form a pair?
 def rope_frequencies(head_dim: int, base: float = 10000.0) -> torch.Tensor:
     """The D/2 rotation frequencies theta_i = base^(-2i/D)."""
     if head_dim % 2:

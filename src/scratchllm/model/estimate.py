@@ -7,6 +7,7 @@
 from scratchllm.model.config import ModelConfig
 
 
+# book/06_transformer.md § Counting parameters, FLOPs and memory
 def matrix_parameters(config: ModelConfig) -> int:
     """Weights of the blocks' matrices (attention and feed-forward)."""
     d, kv = config.d_model, config.n_kv_heads * config.head_dim

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
+# book/06_transformer.md § Feed-forward layers
 class SwiGLU(nn.Module):
     """down(silu(gate(x)) * up(x)) (Shazeer, 2020), as in Llama."""
 

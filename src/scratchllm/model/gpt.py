@@ -15,6 +15,7 @@ from scratchllm.model.feedforward import make_feed_forward
 from scratchllm.model.norms import make_norm
 
 
+# book/06_transformer.md § The model
 def padding_mask(
     attention_mask: torch.Tensor, start: int, length: int
 ) -> torch.Tensor:

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
 
+# book/06_transformer.md § Into the Hugging Face ecosystem
 LAYER_NAMES = {
     "attention_norm.weight": "input_layernorm.weight",
     "attention.q_proj.weight": "self_attn.q_proj.weight",

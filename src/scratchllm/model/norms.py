@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 
+# book/06_transformer.md § Normalisation
 class RMSNorm(nn.Module):
     """Root-mean-square normalisation (Zhang & Sennrich, 2019)."""
 

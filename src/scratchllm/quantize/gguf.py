@@ -17,6 +17,7 @@ from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
 from scratchllm.tokenizer.export import bytes_to_unicode
 
+# book/12_deployment.md § Export: Hugging Face and GGUF
 GGUF_LAYER_NAMES = {
     "attention_norm.weight": "attn_norm.weight",
     "attention.q_proj.weight": "attn_q.weight",
@@ -60,6 +61,7 @@ def rope_from_pairs(weight: np.ndarray, heads: int) -> np.ndarray:
     return grouped.swapaxes(1, 2).reshape(weight.shape)
 
 
+# book/12_deployment.md § Export: Hugging Face and GGUF
 def gguf_vocabulary(tokenizer: Any, rows: int
                     ) -> tuple[list[str], list[int], list[str]]:
     """Tokens spelled in GPT-2's byte alphabet, their llama.cpp types,
@@ -92,6 +94,7 @@ def gguf_vocabulary(tokenizer: Any, rows: int
     return tokens, [int(t) for t in types], merges
 
 
+# book/12_deployment.md § Export: Hugging Face and GGUF
 def write_gguf(model: GPT, tokenizer: Any, path: str | Path,
                file_type: str = "f32",
                chat_template: str | None = None) -> Path:
@@ -132,6 +135,7 @@ def write_gguf(model: GPT, tokenizer: Any, path: str | Path,
     return path
 
 
+# book/12_deployment.md § Export: Hugging Face and GGUF
 def add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Any,
                   vocabulary: tuple[list[str], list[int], list[str]],
                   chat_template: str | None) -> None:
@@ -167,6 +171,7 @@ def add_tensor(writer: gguf.GGUFWriter, name: str, tensor: torch.Tensor,
         writer.add_tensor(gguf_name(name), np.ascontiguousarray(array))
 
 
+# book/12_deployment.md § Export: Hugging Face and GGUF
 def gguf_metadata(path: str | Path) -> dict[str, Any]:
     """Every key-value pair of a GGUF file (arrays as lists)."""
     reader = gguf.GGUFReader(str(path))
@@ -207,6 +212,7 @@ def load_gguf(path: str | Path) -> GPT:
     return model.eval()
 
 
+# book/12_deployment.md § The real consumer: llama.cpp
 def llama_cpp_greedy(path: str | Path, prompt_ids: list[int],
                      new_tokens: int) -> list[int]:
     """Greedy token ids from llama.cpp (llama-cpp-python) for a GGUF

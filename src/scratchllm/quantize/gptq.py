@@ -12,6 +12,7 @@ from scratchllm.quantize.int4 import pack_int4
 from scratchllm.quantize.linear import QuantizedLinear, quantize_model
 
 
+# book/12_deployment.md § A smarter int4: GPTQ (researcher track)
 @torch.no_grad()
 def input_hessians(model: nn.Module, tokens: torch.Tensor
                    ) -> dict[str, torch.Tensor]:
@@ -40,6 +41,7 @@ def input_hessians(model: nn.Module, tokens: torch.Tensor
             for name, h in hessians.items()}
 
 
+# book/12_deployment.md § A smarter int4: GPTQ (researcher track)
 @torch.no_grad()
 def gptq_int4(weight: torch.Tensor, hessian: torch.Tensor,
               group_size: int = 64, damping: float = 0.01

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 
+# book/12_deployment.md § int4 in groups
 def pack_int4(codes: torch.Tensor) -> torch.Tensor:
     """Codes in [-8, 7] with an even last dimension -> uint8 bytes, the
     first code of each pair in the low four bits."""

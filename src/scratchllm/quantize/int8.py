@@ -7,6 +7,7 @@
 import torch
 
 
+# book/12_deployment.md § int8 with one scale per output channel
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """int8 codes [out, in] and float scales [out] such that
     weight ~ codes * scales[:, None] (absmax per output channel)."""

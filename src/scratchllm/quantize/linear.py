@@ -15,6 +15,7 @@ from scratchllm.quantize.int4 import dequantize_int4, quantize_int4
 from scratchllm.quantize.int8 import dequantize_int8, quantize_int8
 
 
+# book/12_deployment.md § A quantized model
 class QuantizedLinear(nn.Module):
     """A bias-free linear layer whose weight is int8 (one scale per
     output channel) or packed int4 (one scale per group)."""
@@ -49,6 +50,7 @@ class QuantizedLinear(nn.Module):
         return F.linear(x, self.dequantized().to(x.dtype))
 
 
+# book/12_deployment.md § A quantized model
 def quantize_model(model: nn.Module, bits: int = 8,
                    group_size: int = 64) -> nn.Module:
     """A copy of model whose linear layers inside `blocks` are

@@ -20,6 +20,7 @@ from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.quantize.linear import stored_bytes
 
 
+# book/12_deployment.md § Size, quality and speed, next to PyTorch's int8
 def library_int8(model: nn.Module) -> nn.Module:
     """A copy of model with PyTorch's dynamic int8 quantization of the
     nn.Linear layers inside `blocks` (the layers ours quantizes)."""
@@ -47,6 +48,7 @@ def top1_agreement(reference: nn.Module, candidate: nn.Module,
     return torch.cat(agree).float().mean().item()
 
 
+# book/12_deployment.md § Size, quality and speed, next to PyTorch's int8
 def decode_speed(model: nn.Module, prompt_ids: list[int],
                  new_tokens: int, repeats: int = 3) -> float:
     """Greedy new tokens per second with the KV cache (median run)."""

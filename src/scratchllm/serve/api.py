@@ -27,6 +27,7 @@ from scratchllm.serve.page import CHAT_PAGE
 from scratchllm.serve.text import TextStream
 
 
+# book/12_deployment.md § The HTTP layer
 class Settings(BaseModel):
     """The fields both generation endpoints share."""
 
@@ -61,6 +62,7 @@ class ChatRequest(Settings):
     messages: list[Message]
 
 
+# book/12_deployment.md § The HTTP layer
 class ApiError(Exception):
     """An error the client receives in OpenAI's shape."""
 
@@ -117,6 +119,7 @@ async def read_request(request: Request, schema: type[BaseModel],
                        param=where) from None
 
 
+# book/12_deployment.md § The HTTP layer
 def sampling(body: Settings, default_tokens: int,
              limits: Limits) -> SamplingConfig:
     """Chapter 9's SamplingConfig for a request (or ApiError 400)."""
@@ -161,6 +164,7 @@ def chat_ids(tokenizer: Any, model: Any, messages: list[Message]
     return prompt_ids(tokenizer, model, text), turn_end
 
 
+# book/12_deployment.md § The HTTP layer
 class Run:
     """One job's output, handed from the engine thread to the loop."""
 
@@ -221,6 +225,7 @@ class Run:
                 "total_tokens": prompt + completion}
 
 
+# book/12_deployment.md § The HTTP layer
 def choice(chat: bool, text: str | None, reason: str | None,
            stream: bool) -> dict[str, Any]:
     """One entry of "choices" in a (chunk of a) response."""
@@ -272,6 +277,7 @@ async def respond(run: Run, body: Settings, model_name: str,
                              headers={"Cache-Control": "no-cache"})
 
 
+# book/12_deployment.md § The HTTP layer
 def add_routes(app: FastAPI, engine: Engine, tokenizer: Any,
                model_name: str, limits: Limits) -> None:
     """The OpenAI routes, /health and the chat page."""
@@ -323,6 +329,7 @@ def add_routes(app: FastAPI, engine: Engine, tokenizer: Any,
         return CHAT_PAGE
 
 
+# book/12_deployment.md § The HTTP layer
 def create_app(engine: Engine, tokenizer: Any, model_name: str,
                limits: Limits = Limits()) -> FastAPI:
     """The OpenAI-compatible app serving engine's model."""

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 
+# book/12_deployment.md § The chat page in a browser
 def chromium_available() -> bool:
     """True when Chromium and its WebDriver are installed."""
     return bool(shutil.which("chromedriver") and (

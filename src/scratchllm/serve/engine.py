@@ -19,6 +19,7 @@ from scratchllm.model.attention import KVCache
 from scratchllm.model.gpt import GPT
 
 
+# book/12_deployment.md § Continuous batching
 class EngineBusy(RuntimeError):
     """Too many requests are waiting; the client should retry later."""
 
@@ -41,6 +42,7 @@ class Job:
     cancelled: bool = False
 
 
+# book/12_deployment.md § Continuous batching
 def select_rows(cache: KVCache, rows: torch.Tensor) -> None:
     """Keep only the given batch rows of cache (in place)."""
     cache.keys = [k[rows] for k in cache.keys]
@@ -57,6 +59,7 @@ def append_rows(cache: KVCache, other: KVCache) -> None:
     cache.batch_size += other.batch_size
 
 
+# book/12_deployment.md § Continuous batching
 def start_job(job: Job, model: GPT, device: torch.device) -> None:
     """Give a joining job its decoding state."""
     context = model.config.context_length
@@ -84,6 +87,7 @@ def advance(job: Job, token: int) -> bool:
     return True
 
 
+# book/12_deployment.md § Continuous batching
 class Batch:
     """The jobs decoding together, with their shared KV cache."""
 
@@ -134,6 +138,7 @@ class Batch:
         self.logits = torch.cat([self.logits, logits])
 
 
+# book/12_deployment.md § Continuous batching
 class SteppingBatch(Batch):
     """A Batch that can take one decoding step."""
 
@@ -164,6 +169,7 @@ class SteppingBatch(Batch):
                                  attention_mask=mask)[:, -1]
 
 
+# book/12_deployment.md § Continuous batching
 class Engine:
     """Decodes the jobs in flight together, one token per step."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import openai
 
 
+# book/12_deployment.md § Load: latency, throughput and what batching buys
 @dataclass
 class LoadReport:
     """What a load run measured."""
@@ -38,6 +39,7 @@ class LoadReport:
                                      if s >= 500 or s == 0)}
 
 
+# book/12_deployment.md § Load: latency, throughput and what batching buys
 async def load_async(base_url: str, model: str, prompts: list[str],
                      requests: int, concurrency: int,
                      max_tokens: int) -> LoadReport:
@@ -82,6 +84,7 @@ def run_load(*args: object) -> LoadReport:
     return result[0]
 
 
+# book/12_deployment.md § Load: latency, throughput and what batching buys
 def compare_batching(model: object, tokenizer: object, prompts: list[str],
                      requests: int, concurrency: int, max_tokens: int,
                      baseline_requests: int | None = None

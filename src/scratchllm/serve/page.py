@@ -4,6 +4,7 @@
 
 """The chat page the server shows at / (HTML and JavaScript)."""
 
+# book/12_deployment.md § Running it
 PAGE_SCRIPT = """
 const log = document.getElementById("log");
 const form = document.getElementById("form");
@@ -74,6 +75,7 @@ form.addEventListener("submit", async event => {
 """
 
 
+# book/12_deployment.md § Running it
 PAGE_STYLE = """
 body { font-family: sans-serif; max-width: 42rem; margin: 2rem auto; }
 #log { display: flex; flex-direction: column; gap: .5rem; }

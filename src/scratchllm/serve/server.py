@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 
 
+# book/12_deployment.md § Running it
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as probe:

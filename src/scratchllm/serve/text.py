@@ -10,6 +10,7 @@ from typing import Any
 from scratchllm.generate.decode import find_stop, partial_stop
 
 
+# book/12_deployment.md § From tokens to text a client may see
 class TextStream:
     """Text of one request, token by token: UTF-8 is decoded across
     token boundaries and no part of a stop string is ever sent."""

@@ -18,6 +18,7 @@ from scratchllm.distributed.configs import CONFIGS
 from scratchllm.starter.plan import (BUDGETS, ci_sizes, plan, size_run,
                                      sweep_configs)
 
+# book/15_starter.md § The repository's files
 RUN_PY = '''\
 """Run this repository's steps; each is a `scratchllm` command, printed
 before it runs.
@@ -41,6 +42,7 @@ ON_REQUEST = ("serve",)
 '''
 
 
+# book/15_starter.md § The repository's files
 RUN_PY += '''
 
 def scratchllm() -> str:
@@ -75,6 +77,7 @@ def options(config: dict, accepted: str | None = None) -> list[str]:
 '''
 
 
+# book/15_starter.md § The repository's files
 RUN_PY += '''
 
 def commands(step: str, size: str, run: dict, config: dict) -> list:
@@ -128,6 +131,7 @@ def commands(step: str, size: str, run: dict, config: dict) -> list:
 '''
 
 
+# book/15_starter.md § The repository's files
 RUN_PY += '''
 
 def main() -> None:
@@ -165,6 +169,7 @@ if __name__ == "__main__":
 '''
 
 
+# book/15_starter.md § The tests each repository carries
 TESTS_PY = '''\
 """This repository's own tests: valid configurations, and the whole path
 at the tiny `ci` size (well under a minute)."""
@@ -208,6 +213,7 @@ def test_pretraining_configs_are_valid(size: str) -> None:
 '''
 
 
+# book/15_starter.md § The tests each repository carries
 TESTS_PY += '''
 
 @pytest.fixture(scope="session")
@@ -243,6 +249,7 @@ def test_later_chapters_commands(command: str) -> None:
 '''
 
 
+# book/15_starter.md § The tests each repository carries
 def duration(seconds: float) -> str:
     """A short reading of a duration."""
     if seconds < 90:
@@ -266,6 +273,7 @@ def step_rows(steps: list[Step]) -> list[str]:
     return rows
 
 
+# book/15_starter.md § The tests each repository carries
 def readme(name: str, track: str, sizes: Sizes, steps: list[Step]) -> str:
     """The repository's README."""
     budget, model = sizes.budget, sizes.model
@@ -313,6 +321,7 @@ def readme(name: str, track: str, sizes: Sizes, steps: list[Step]) -> str:
         ""])
 
 
+# book/15_starter.md § The tests each repository carries
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     """Write text to path through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -333,6 +342,7 @@ def check_target(folder: Path) -> None:
             f"{folder} exists and is not empty: choose a new folder")
 
 
+# book/15_starter.md § The tests each repository carries
 def project_name(folder: Path) -> str:
     """A valid project name from the folder's name."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", folder.resolve().name)
@@ -351,6 +361,7 @@ def pyproject(name: str, extra: tuple[str, ...] = ()) -> str:
             '[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
 
 
+# book/15_starter.md § The tests each repository carries
 def size_files(size: str, sizes: Sizes, steps: list[Step],
                track: str, launch: list[str]) -> dict[str, str]:
     """configs/<size>/: one file per step, run.yaml, the sweep."""
@@ -370,6 +381,7 @@ def size_files(size: str, sizes: Sizes, steps: list[Step],
     return files
 
 
+# book/15_starter.md § The tests each repository carries
 def repository(folder: Path, track: str, budget: str) -> dict[str, str]:
     """Every file of a starter repository: relative path -> text."""
     if budget not in BUDGETS:
@@ -408,6 +420,7 @@ def repository(folder: Path, track: str, budget: str) -> dict[str, str]:
     return files
 
 
+# book/15_starter.md § The tests each repository carries
 def scaffold(folder: Path, track: str, budget: str) -> list[Path]:
     """Write a starter repository into a new (or empty) folder."""
     folder = Path(folder)

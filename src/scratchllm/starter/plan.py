@@ -14,6 +14,7 @@ from scratchllm.model.estimate import count_parameters
 from scratchllm.train.monitor import HARDWARE
 from scratchllm.train.scaling import CHINCHILLA_REFIT, estimate_run
 
+# book/15_starter.md § Budgets
 TRACKS = ("beginner", "practitioner", "researcher")
 
 
@@ -35,6 +36,7 @@ class Budget:
     machine: str            # in words, for the README
 
 
+# book/15_starter.md § Budgets
 BUDGETS = {
     "laptop": Budget("laptop", "cpu-2core", 1, 1.0, 0.3, 4096, 256, 16,
                      None, 3e-3, 2, "a laptop (2 or more CPU cores)"),
@@ -49,6 +51,7 @@ CI_BUDGET = Budget("ci", "cpu-2core", 1, 0.0, 0.3, 512, 64, 8, None,
                    3e-3, 1, "any CPU, for the repository's own tests")
 
 
+# book/15_starter.md § From hours to a model
 def shape(width: int, vocab_size: int, context_length: int) -> ModelConfig:
     """Chapter 6's proportions at a model width (a multiple of 64)."""
     heads = max(1, width // 64)
@@ -73,6 +76,7 @@ def compute_budget(budget: Budget) -> float:
     return budget.devices * peak * budget.mfu * budget.hours * 3600
 
 
+# book/15_starter.md § Sizes for every step
 #: StoryWorld averages about 650 bytes a story; BPE with a few thousand
 #: tokens makes about 4 bytes a token (chapter 3).
 BYTES_PER_STORY = 650
@@ -101,6 +105,7 @@ class Sizes:
         return self.tokens / (self.stories * per_story)
 
 
+# book/15_starter.md § Sizes for every step
 def step_configs(budget: Budget, model: ModelConfig, steps: int,
                  stories: int) -> dict[str, dict[str, Any]]:
     """The configuration of every step of a run."""
@@ -135,6 +140,7 @@ def step_configs(budget: Budget, model: ModelConfig, steps: int,
     }
 
 
+# book/15_starter.md § Sizes for every step
 def size_run(budget: Budget) -> Sizes:
     """The sizes of a run on `budget`, by chapter 7's scaling law."""
     params, tokens = CHINCHILLA_REFIT.compute_optimal(
@@ -165,6 +171,7 @@ def ci_sizes() -> Sizes:
                  configs)
 
 
+# book/15_starter.md § Time and cost of each step
 #: Throughput per CPU worker, measured with `scratchllm data prepare`,
 #: `tokenizer train` (1,024 tokens) and `tokenizer shard` on 2 cores of
 #: a shared machine (noisy), 2026-11.
@@ -185,6 +192,7 @@ class Step:
     dollars: float            # for `seconds`, or per hour
 
 
+# book/15_starter.md § Time and cost of each step
 def cpu_seconds(sizes: Sizes) -> dict[str, float]:
     """Estimated seconds of the CPU steps."""
     budget, workers = sizes.budget, sizes.budget.workers
@@ -231,6 +239,7 @@ def plan(sizes: Sizes, track: str) -> list[Step]:
                          None, HARDWARE[budget.hardware].usd_per_hour)]
 
 
+# book/15_starter.md § The three tracks
 SWEEP = (0.5, 1.0, 2.0)   # model sizes, as multiples of the optimum
 
 

@@ -10,6 +10,7 @@ from scratchllm.tokenizer.bpe import (EOT, GPT2_SPLIT_PATTERN,
                                       Tokenizer, load_tokenizer)
 from scratchllm.tokenizer.train import train_bpe, truncate
 
+# book/03_tokenization.md § Token shards for pretraining
 __all__ = ["EOT", "GPT2_SPLIT_PATTERN", "GPT4_SPLIT_PATTERN",
            "SPECIAL_TOKENS", "Tokenizer", "load_tokenizer", "train_bpe",
            "truncate"]

@@ -23,6 +23,7 @@ from scratchllm.tokenizer.bpe import (GPT4_SPLIT_PATTERN, SPECIAL_TOKENS,
                                       Tokenizer)
 from scratchllm.tokenizer.train import train_bpe
 
+# book/03_tokenization.md § Against the Rust trainer
 if TYPE_CHECKING:
     import tokenizers
 

@@ -24,6 +24,7 @@ import regex
 
 from scratchllm.data.atomic import write_text_atomic
 
+# book/03_tokenization.md § Byte-pair encoding
 Pair = tuple[int, int]
 
 
@@ -52,6 +53,7 @@ def merge_pair(ids: Sequence[int], pair: Pair, new_id: int) -> list[int]:
     return merged
 
 
+# book/03_tokenization.md § Pre-tokenization: where merges may not cross
 GPT2_SPLIT_PATTERN = (
     r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+"""
     r"""|\s+(?!\S)|\s+"""
@@ -62,10 +64,12 @@ GPT4_SPLIT_PATTERN = (
 )
 
 
+# book/03_tokenization.md § Special tokens
 EOT = "<|endoftext|>"
 SPECIAL_TOKENS = (EOT, "<|im_start|>", "<|im_end|>", "<|pad|>")
 
 
+# book/03_tokenization.md § The tokenizer
 def render_token(token: bytes) -> str:
     """A printable form of a token: invalid UTF-8 becomes U+FFFD and control
     characters are escaped (``\\n`` prints as ``\\u000a``)."""
@@ -86,6 +90,7 @@ def valid_unicode(text: str) -> str:
     return text
 
 
+# book/03_tokenization.md § The tokenizer
 NO_MERGE = sys.maxsize
 
 
@@ -124,6 +129,7 @@ def encode_piece(piece: bytes, merges: Mapping[Pair, int],
     return ids
 
 
+# book/03_tokenization.md § The tokenizer
 CACHE_SIZE = 1 << 16
 STREAMING_PATTERNS = (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN)
 
@@ -300,6 +306,7 @@ class Tokenizer:
                 f"special_tokens={len(self.special_tokens)})")
 
 
+# book/03_tokenization.md § Saving and loading
 FORMAT = "scratchllm-bpe"
 
 

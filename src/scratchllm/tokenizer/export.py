@@ -16,6 +16,7 @@ from scratchllm.data.atomic import (atomic_folder, claim_folder,
                                     write_text_atomic)
 from scratchllm.tokenizer.bpe import EOT, GPT2_SPLIT_PATTERN, Tokenizer
 
+# book/03_tokenization.md § Checking against GPT-2
 if TYPE_CHECKING:
     import tiktoken
 
@@ -49,6 +50,7 @@ def load_gpt2(folder: str | Path) -> Tokenizer:
     return Tokenizer(merges, GPT2_SPLIT_PATTERN, {EOT: vocab[EOT]}, byte_ids)
 
 
+# book/03_tokenization.md § Exports: tiktoken and Hugging Face
 def _unique_tokens(tokenizer: Tokenizer) -> dict[bytes, int]:
     ranks: dict[bytes, int] = {}
     specials = set(tokenizer.special_tokens.values())
@@ -122,6 +124,7 @@ def save_hf(tokenizer: Tokenizer, folder: str | Path) -> Path:
     return folder
 
 
+# book/03_tokenization.md § Exports: tiktoken and Hugging Face
 def save_folder(tokenizer: Tokenizer, folder: str | Path,
                 hf: bool = True) -> Path:
     """Write every file of the tokenizer (ours and, with ``hf``, Hugging

@@ -21,6 +21,7 @@ from scratchllm.data.atomic import (atomic_folder, claim_folder,
 from scratchllm.data.pipeline import batched, verify_split
 from scratchllm.tokenizer.bpe import Tokenizer, valid_unicode
 
+# book/03_tokenization.md § Token shards for pretraining
 _worker_encoder = None
 
 
@@ -76,6 +77,7 @@ def _jsonl_text(line: str, where: str) -> str:
     return record["text"]
 
 
+# book/03_tokenization.md § Token shards for pretraining
 def write_split(tokenizer: Tokenizer, texts: Iterable[str], folder: Path,
                 split: str, shard_tokens: int = 1 << 24, workers: int = 1,
                 batch_size: int = 256) -> list[dict]:
@@ -122,6 +124,7 @@ def write_split(tokenizer: Tokenizer, texts: Iterable[str], folder: Path,
     return entries
 
 
+# book/03_tokenization.md § Token shards for pretraining
 def write_shards(tokenizer: Tokenizer, data_dir: str | Path,
                  out_dir: str | Path, splits: Iterable[str] = ("train",
                                                                "val"),

@@ -25,6 +25,7 @@ from scratchllm.tokenizer.bpe import (GPT4_SPLIT_PATTERN, SPECIAL_TOKENS,
                                       merge_pair)
 
 
+# book/03_tokenization.md § Training, slowly
 def count_pretokens(texts: Iterable[str],
                     pattern: str = GPT4_SPLIT_PATTERN,
                     special_tokens: Sequence[str] = SPECIAL_TOKENS
@@ -74,6 +75,7 @@ def learn_merges_naive(pretokens: Mapping[str, int],
     return merges
 
 
+# book/03_tokenization.md § Training, fast
 MAX_ID = 0x10FFFF
 
 
@@ -142,6 +144,7 @@ class PairTable:
             heapq.heappush(self.heap, self.entry(pair))
 
 
+# book/03_tokenization.md § Training, fast
 def merge_everywhere(table: PairTable, pair: str, new: str) -> None:
     """Replace ``pair`` by the token ``new`` in every pre-token holding it,
     and update the counts, the index and the heap."""
@@ -216,6 +219,7 @@ def learn_merges(pretokens: Mapping[str, int], num_merges: int,
     return merges
 
 
+# book/03_tokenization.md § Training, fast
 class SmallVocabularyWarning(UserWarning):
     """The corpus allows fewer merges than the vocabulary size asks for."""
 

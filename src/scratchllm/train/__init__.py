@@ -8,5 +8,6 @@
 from scratchllm.train.config import TrainConfig, load_config, preset
 from scratchllm.train.loop import TrainResult, pretrain
 
+# book/07_pretraining.md § The loop
 __all__ = ["TrainConfig", "TrainResult", "load_config", "pretrain",
            "preset"]

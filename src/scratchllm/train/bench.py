@@ -15,6 +15,7 @@ from scratchllm.train.loss import cross_entropy
 from scratchllm.train.optim import AdamW
 
 
+# book/07_pretraining.md § How fast is the loop?
 def benchmark_step(
     model_config: ModelConfig,
     batch_size: int = 16,

@@ -28,6 +28,7 @@ from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer import Tokenizer, load_tokenizer
 
+# book/07_pretraining.md § Checkpoints that survive a kill
 FORMAT_VERSION = 2
 LATEST = "latest.json"
 MANIFEST = "checkpoint.json"
@@ -49,6 +50,7 @@ class Checkpoint:
     meta: dict[str, Any]
 
 
+# book/07_pretraining.md § Checkpoints that survive a kill
 TUPLE = "__tuple__"
 
 
@@ -84,6 +86,7 @@ def from_json(value: Any) -> Any:
     return value
 
 
+# book/07_pretraining.md § Checkpoints that survive a kill
 def split_shared(
     state: dict[str, torch.Tensor],
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -134,6 +137,7 @@ def unflatten_optimizer(
     return {"state": state, "param_groups": from_json(meta["param_groups"])}
 
 
+# book/07_pretraining.md § Checkpoints that survive a kill
 def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, JSON values) describing every global random generator."""
     tensors = {"torch": torch.get_rng_state()}
@@ -163,6 +167,7 @@ def restore_rng(tensors: dict[str, torch.Tensor], values: dict) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
+# book/07_pretraining.md § Checkpoints that survive a kill
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
@@ -208,6 +213,7 @@ def save_checkpoint(
     return final
 
 
+# book/07_pretraining.md § Checkpoints that survive a kill
 def resolve(path: str | Path) -> Path:
     """The step folder of a checkpoint: `path` itself, or the step that
     `path/latest.json` names."""
@@ -297,6 +303,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     )
 
 
+# book/07_pretraining.md § Checkpoints that survive a kill
 def apply_model_state(model: torch.nn.Module, checkpoint: Checkpoint) -> None:
     """Load a checkpoint's weights (aliases restored) into `model`."""
     state = dict(checkpoint.model_state)
@@ -322,6 +329,7 @@ def load_model(
     return model.to(device).eval(), config
 
 
+# book/07_pretraining.md § Checkpoints that survive a kill
 def matching_tokenizer(checkpoint: str | Path,
                        tokenizer_dir: str | Path) -> Tokenizer:
     """The tokenizer in `tokenizer_dir`, after checking that it is the one
@@ -337,6 +345,7 @@ def matching_tokenizer(checkpoint: str | Path,
     return tokenizer
 
 
+# book/07_pretraining.md § Checkpoints that survive a kill
 def gather_state(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

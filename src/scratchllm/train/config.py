@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+# book/07_pretraining.md § One training entry point
 PROFILES = ("ci", "laptop", "gpu", "cluster")
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("cosine", "wsd")
@@ -88,6 +89,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+# book/07_pretraining.md § One training entry point
 POSITIVE = ("context_length", "batch_size", "max_steps", "log_every",
             "eval_every", "eval_tokens", "keep_checkpoints")
 
@@ -126,6 +128,7 @@ def config_problems(c: TrainConfig) -> list[str]:
     return problems + [message for message, ok in checks.items() if not ok]
 
 
+# book/07_pretraining.md § One training entry point
 PRESETS: dict[str, dict[str, Any]] = {
     "ci": {},
     "laptop": {

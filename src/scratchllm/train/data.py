@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 
+# book/07_pretraining.md § Feeding the model: random windows from the shards
 class WindowSampler:
     """Random windows of `context_length + 1` tokens from 1-D token arrays.
 

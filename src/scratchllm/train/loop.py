@@ -62,6 +62,7 @@ from scratchllm.train.optim import (
 )
 
 
+# book/07_pretraining.md § The loop
 def read_index(tokens_dir: Path) -> dict[str, Any]:
     """The shards' index.json, with a clear error when it is missing."""
     path = Path(tokens_dir) / "index.json"
@@ -121,6 +122,7 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return warmup_cosine(step, **shape)
 
 
+# book/07_pretraining.md § The loop
 def pick_device(config: TrainConfig, accelerator: Any) -> torch.device:
     """The accelerator's device, or the config's ('auto': GPU if any)."""
     if accelerator is not None:
@@ -190,6 +192,7 @@ def batch_layout(config: TrainConfig, accelerator: Any) -> BatchLayout:
     return BatchLayout(rank, processes, micro, per_process // micro)
 
 
+# book/07_pretraining.md § The loop
 @dataclass
 class TrainResult:
     """What a finished run reports."""
@@ -290,6 +293,7 @@ class Run:
         return clip_grad_norm(self.raw_model.parameters(), limit)
 
 
+# book/07_pretraining.md § The loop
 def report(run: Run, done: int, losses: list[torch.Tensor],
            seconds: float) -> dict[str, Any]:
     """Log the training steps since the last report."""
@@ -358,6 +362,7 @@ def write_sample(run: Run, done: int) -> None:
         {"kind": "sample", "step": done, "text": text})
 
 
+# book/07_pretraining.md § The loop
 def every_rng() -> list[tuple[dict, dict]]:
     """`capture_rng()` of every process, in rank order (a collective)."""
     state = capture_rng()
@@ -392,6 +397,7 @@ def save(run: Run, done: int) -> None:
         run.accelerator.wait_for_everyone()
 
 
+# book/07_pretraining.md § The loop
 def resume(run: Run) -> int:
     """Load the run folder's latest intact checkpoint; return its step."""
     checkpoint = latest_intact(run.run_dir)
@@ -446,6 +452,7 @@ def start_fresh(run_dir: Path, overwrite: bool) -> None:
             path.unlink()
 
 
+# book/07_pretraining.md § The loop
 EXACT_FIELDS = ("model", "model_overrides", "context_length", "batch_size",
                 "micro_batch_size", "max_steps", "lr", "min_lr_ratio",
                 "warmup_steps", "schedule", "decay_fraction",
@@ -499,6 +506,7 @@ def forget_after(run_dir: Path, step: int) -> None:
                                        for r in kept))
 
 
+# book/07_pretraining.md § The loop
 def check_finite(run: Run, done: int) -> None:
     """Stop a run whose logged training loss is NaN or infinite."""
     if not math.isfinite(run.train_loss):
@@ -558,6 +566,7 @@ def run_steps(
         seconds=time.perf_counter() - began, model=run.raw_model)
 
 
+# book/07_pretraining.md § The loop
 def assemble(config: TrainConfig, accelerator: Any,
              model: GPT | None = None, batches: Any = None) -> Run:
     """The data, model, optimiser and device of a run, ready to train;
@@ -594,6 +603,7 @@ def assemble(config: TrainConfig, accelerator: Any,
     return run
 
 
+# book/07_pretraining.md § The loop
 def pretrain(
     config: TrainConfig,
     accelerator: Any = None,

@@ -9,6 +9,7 @@ import math
 import torch
 
 
+# book/07_pretraining.md § The objective: next-token cross-entropy
 def cross_entropy(
     logits: torch.Tensor,
     targets: torch.Tensor,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+# book/07_pretraining.md § Monitoring
 if TYPE_CHECKING:  # pyplot is imported where a plot is drawn: it is slow
     from matplotlib.figure import Figure
 
@@ -61,6 +62,7 @@ def detect_hardware(device: torch.device) -> Hardware | None:
     return None
 
 
+# book/07_pretraining.md § Monitoring
 class JsonlLog:
     """Append one JSON object per line to a log file."""
 

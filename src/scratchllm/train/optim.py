@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 import torch
 
 
+# book/07_pretraining.md § The optimiser: AdamW from scratch
 class AdamW(torch.optim.Optimizer):
     """Adam with decoupled weight decay (Loshchilov & Hutter, 2019),
     operation for operation the same as `torch.optim.AdamW`."""
@@ -67,6 +68,7 @@ class AdamW(torch.optim.Optimizer):
         return loss
 
 
+# book/07_pretraining.md § Gradient clipping
 @torch.no_grad()
 def clip_grad_norm(
     parameters: Iterable[torch.Tensor], max_norm: float
@@ -89,6 +91,7 @@ def clip_grad_norm(
     return total
 
 
+# book/07_pretraining.md § Learning-rate schedules
 def _check_schedule(
     peak_lr: float, warmup_steps: int, total_steps: int, min_lr: float
 ) -> None:

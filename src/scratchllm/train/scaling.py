@@ -14,6 +14,7 @@ import numpy as np
 from scratchllm.train.monitor import HARDWARE, PRICES_AS_OF
 
 
+# book/07_pretraining.md § Compute-optimal scaling
 @dataclass(frozen=True)
 class ScalingLaw:
     """L(N, D) = E + A / N**alpha + B / D**beta."""
@@ -56,6 +57,7 @@ def tokens_per_parameter_rule(
     return params, tokens_per_param * params
 
 
+# book/07_pretraining.md § A scaling experiment of our own
 @dataclass(frozen=True)
 class IsoFlopFit:
     """A parabola in log10(params) through an IsoFLOP curve."""
@@ -85,6 +87,7 @@ def fit_isoflop(params: list[float], losses: list[float]) -> IsoFlopFit:
                       float(a * best**2 + b * best + c), inside)
 
 
+# book/07_pretraining.md § What will it cost? An estimator
 @dataclass(frozen=True)
 class RunEstimate:
     """Compute, memory, time and money for one training run."""
