@@ -15,20 +15,12 @@ from torch.distributed.tensor import DTensor
 from scratchllm.distributed.ranks import rank, world_size
 from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer.shards import read_split
-from scratchllm.train.checkpoint import (
-    gather_state,
-    load_checkpoint,
-    save_checkpoint,
-    scatter_state,
-)
+from scratchllm.train.checkpoint import (gather_state, load_checkpoint,
+                                         save_checkpoint, scatter_state)
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.data import WindowSampler
-from scratchllm.train.loop import (
-    build_model,
-    every_rng,
-    parameter_groups,
-    read_index,
-)
+from scratchllm.train.loop import (build_model, every_rng, parameter_groups,
+                                   read_index)
 from scratchllm.train.loss import cross_entropy
 from scratchllm.train.optim import AdamW
 

@@ -6,20 +6,18 @@
 with context-free baselines and confidence intervals."""
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-from collections.abc import Callable
-from collections.abc import Iterable
 import math
-from collections.abc import Sequence
 import random
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-import numpy as np
 
 from scratchllm.data.storyworld import split_sentences
 

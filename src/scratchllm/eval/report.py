@@ -13,11 +13,10 @@ from typing import Any
 from scratchllm.eval.intrinsic import evaluate_split, token_byte_lengths
 from scratchllm.eval.multiple_choice import (Question, Unigram,
                                              context_free_scorers,
-                                             evaluate_choices,
-                                             evaluate_scorer, load_jsonl,
-                                             story_questions)
-from scratchllm.eval.samples import (acceptance, distinct_n,
-                                     repetition_rate, sample_stories)
+                                             evaluate_choices, evaluate_scorer,
+                                             load_jsonl, story_questions)
+from scratchllm.eval.samples import (acceptance, distinct_n, repetition_rate,
+                                     sample_stories)
 from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.tokenizer.shards import read_split
 from scratchllm.train.checkpoint import (checkpoint_meta, load_model,

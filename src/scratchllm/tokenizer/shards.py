@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from scratchllm.data.atomic import (atomic_folder, claim_folder,
-                                    sha256_file, write_json_atomic)
+from scratchllm.data.atomic import (atomic_folder, claim_folder, sha256_file,
+                                    write_json_atomic)
 from scratchllm.data.pipeline import batched, verify_split
 from scratchllm.tokenizer.bpe import Tokenizer, valid_unicode
 
