@@ -1,5 +1,4 @@
-"""The architecture diagrams of chapters 5 and 6 (scratchllm.book.diagrams).
-"""
+"""The architecture diagrams of chapters 5 and 6."""
 
 import base64
 
@@ -55,3 +54,8 @@ def test_vector_figure_carries_svg_pdf_and_png_and_is_reproducible():
     assert png.startswith(b"\x89PNG")
     again = diagrams.vector(diagrams.draw_block())._repr_mimebundle_()
     assert again == bundle
+
+
+def test_heads_diagram_needs_pairs_of_heads():
+    with pytest.raises(ValueError, match="even"):
+        diagrams.draw_heads(n_heads=3)

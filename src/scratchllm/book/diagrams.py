@@ -164,7 +164,9 @@ def draw_attention() -> Figure:
 
 def draw_heads(n_heads: int = 4) -> Figure:
     """Query heads and the key/value heads they read, for multi-head,
-    grouped-query and multi-query attention."""
+    grouped-query (groups of two) and multi-query attention."""
+    if n_heads < 2 or n_heads % 2:
+        raise ValueError(f"n_heads must be even and positive, not {n_heads}")
     figure, axes = canvas(6.0, 1.95)
     width, step = 0.39, 0.44
     variants = [("multi-head", n_heads), ("grouped-query", n_heads // 2),
