@@ -4,12 +4,11 @@
 
 """Export to and import from the Hugging Face Llama format."""
 
-from typing import Any
 import json
 from pathlib import Path
+from typing import Any
 
-from safetensors.torch import save_file
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
