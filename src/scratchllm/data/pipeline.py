@@ -385,6 +385,11 @@ def verify_split(folder: str | Path, split: str) -> Path:
 
 
 # book/02_data.md § Preparing StoryWorld for the rest of the book
+#: StoryWorld stories prepared for training, per profile.
+PROFILE_STORIES = {"ci": 4_000, "laptop": 25_000, "gpu": 100_000,
+                   "cluster": 400_000}
+
+
 def storyworld_stats(folder: str | Path, split: str = "val"
                      ) -> dict[str, Any]:
     """Entropy (bits per byte) of a prepared StoryWorld split, from the

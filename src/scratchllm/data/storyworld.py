@@ -16,6 +16,7 @@ import itertools
 import math
 import random
 import re
+import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -473,3 +474,16 @@ def split_sentences(text: str) -> list[str]:
     parts = re.split(r'(?<=[.!?])\s+(?=[A-Z"])|(?<=[.!?]")\s+(?=[A-Z"])',
                      text)
     return [p.strip() for p in parts if p.strip()]
+
+
+# book/02_data.md § The entropy of StoryWorld
+def corpus_entropy(stories: Sequence[Story]) -> tuple[float, float]:
+    """Entropy rate in bits per byte (a ratio of sums over ``stories``)
+    and its standard error (delta method; needs two stories or more)."""
+    bits = [-story.log2prob for story in stories]
+    sizes = [len(story.text.encode("utf-8")) for story in stories]
+    rate = sum(bits) / sum(sizes)
+    residuals = [b - rate * n for b, n in zip(bits, sizes)]
+    stderr = statistics.stdev(residuals) / (
+        statistics.fmean(sizes) * math.sqrt(len(stories)))
+    return rate, stderr
