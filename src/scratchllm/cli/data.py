@@ -1,7 +1,8 @@
 """``scratchllm data``: prepare, audit, sample and benchmark datasets.
 
 Hand-written (never tangled): a thin layer over ``scratchllm.data``, the
-package tangled from chapter 2 (book/02_data.md).
+package tangled from chapters 2 and 3 (book/02_storyworld.md,
+book/03_data.md).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def _record(line: str, where: str) -> dict[str, Any]:
 def register(app: typer.Typer) -> None:
     """Add the ``data`` command group to the main app."""
     data = typer.Typer(help="Prepare, audit, sample and benchmark "
-                       "datasets (chapter 2).", no_args_is_help=True)
+                       "datasets (chapters 2 and 3).", no_args_is_help=True)
     app.add_typer(data, name="data")
 
     @data.command()
