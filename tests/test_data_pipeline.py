@@ -230,3 +230,56 @@ def test_command_line(tmp_path):
     assert result.exit_code == 0 and "crawl-0-1" in result.output
     result = runner.invoke(app, ["data", "prepare", "local"])
     assert result.exit_code != 0
+
+
+def test_bench_scores_a_small_crawl_and_agrees_with_datasketch():
+    from scratchllm.data.bench import run_bench
+
+    report = run_bench(400, workers=1, compare=200, seed=0,
+                       entropy_stories=200)
+    assert report["documents"] == 400 and report["docs_per_s"] > 0
+    assert report["exact_recall"] == 1.0
+    assert report["near"]["true_pairs"] > 0
+    assert report["near"]["precision"] == report["near"]["recall"] == 1.0
+    assert set(report["pii"]) == {"address", "card", "email", "ipv4",
+                                  "phone"}
+    assert all(s["recall"] == 1.0 for s in report["pii"].values())
+    ds = report["datasketch"]
+    assert ds["documents"] == 200 and ds["verified_agreement"] == 1.0
+    assert 0 < ds["candidate_agreement"] < 1 and ds["speed_ratio"] > 0
+    assert 0.1 < report["storyworld_bits_per_byte"] < 0.3
+
+
+def test_bench_comparison_counts_verified_pairs_only():
+    from scratchllm.data.bench import overlap, shingle_sets, verified
+    from scratchllm.data.dedup import LSHConfig
+
+    text = " ".join(f"word{i}" for i in range(60))
+    texts = [text, text.replace("word7 ", "other "), "nothing alike here"]
+    sets = shingle_sets(texts, LSHConfig().shingle)
+    pairs = {(0, 1), (0, 2), (1, 2)}
+    assert verified(pairs, sets, 0.8) == {(0, 1)}
+    assert overlap(set(), set()) == 1.0
+    assert overlap({(0, 1)}, {(0, 1), (1, 2)}) == 0.5
+
+
+def test_corpus_entropy_is_a_ratio_of_sums():
+    from scratchllm.data.storyworld import Story, corpus_entropy
+
+    stories = [Story("a", "ab", -2.0, {}), Story("b", "abcdef", -2.0, {})]
+    rate, stderr = corpus_entropy(stories)
+    assert rate == 4.0 / 8  # not the mean of 1.0 and 1/3
+    assert stderr > 0
+
+
+def test_bench_command_prints_every_figure():
+    from typer.testing import CliRunner
+
+    from scratchllm.cli import app
+
+    result = CliRunner().invoke(app, ["data", "bench", "--documents", "300",
+                                      "--compare", "100", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    for figure in ("docs/s", "near-dup", "exact-dup recall", "PII    email",
+                   "datasketch (100 docs)", "StoryWorld entropy"):
+        assert figure in result.output

@@ -1,4 +1,4 @@
-"""Checks for the chapter 2 exercises (Luhn, Jaccard, LSH, split,
+"""Checks for the chapter 3 exercises (Luhn, Jaccard, LSH, split,
 MinHash)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 
 
 def luhn_valid(solution: Callable) -> None:
-    """Exercise 2.1: the Luhn checksum of card numbers."""
+    """Exercise 3.1: the Luhn checksum of card numbers."""
     for number, valid in (("4111111111111111", True),
                           ("4111 1111 1111 1111", True),
                           ("4539-1488-0343-6467", True),
@@ -32,7 +32,7 @@ def luhn_valid(solution: Callable) -> None:
 
 
 def shingle_jaccard(solution: Callable) -> None:
-    """Exercise 2.2: word k-shingle Jaccard similarity."""
+    """Exercise 3.2: word k-shingle Jaccard similarity."""
     cases = (("a b c d", "a b c e", 2, 2 / 4),
              ("a b c d", "A B C D", 3, 1.0),
              ("a b", "a b c", 3, 0.0),
@@ -52,7 +52,7 @@ def shingle_jaccard(solution: Callable) -> None:
 
 
 def candidate_probability(solution: Callable) -> None:
-    """Exercise 2.3a: the LSH S-curve."""
+    """Exercise 3.3a: the LSH S-curve."""
     s = np.linspace(0, 1, 11)
     expected = 1 - (1 - s ** 6) ** 20
     got = np.asarray(solution(s, 20, 6), dtype=float)
@@ -68,7 +68,7 @@ def candidate_probability(solution: Callable) -> None:
 
 
 def steepest_point(solution: Callable) -> None:
-    """Exercise 2.3b: where the S-curve is steepest."""
+    """Exercise 3.3b: where the S-curve is steepest."""
     for bands, rows in ((20, 6), (16, 8), (9, 13), (50, 2)):
         expected = ((rows - 1) / (bands * rows - 1)) ** (1 / rows)
         got = float(solution(bands, rows))
@@ -80,7 +80,7 @@ def steepest_point(solution: Callable) -> None:
 
 
 def hash_split(solution: Callable) -> None:
-    """Exercise 2.4: the hash-based train/validation split."""
+    """Exercise 3.4: the hash-based train/validation split."""
     def reference(doc_id: str, val_fraction: float) -> str:
         digest = hashlib.sha256(doc_id.encode("utf-8")).digest()
         x = int.from_bytes(digest[:8], "big")
@@ -100,7 +100,7 @@ def hash_split(solution: Callable) -> None:
 
 
 def minhash_signature(solution: Callable) -> None:
-    """Exercise 2.5: vectorised MinHash of one document."""
+    """Exercise 3.5: vectorised MinHash of one document."""
     rng = np.random.default_rng(0)
     a = (rng.integers(0, 1 << 31, 64, dtype=np.uint32) * np.uint32(2)
          + np.uint32(1))

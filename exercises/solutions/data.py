@@ -1,4 +1,4 @@
-"""Reference solutions for the chapter 2 exercises."""
+"""Reference solutions for the chapter 3 exercises."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """``scratchllm data``: prepare, audit, sample and benchmark datasets.
 
 Hand-written (never tangled): a thin layer over ``scratchllm.data``, the
-package tangled from chapter 2 (book/02_data.md).
+package tangled from chapters 2 and 3 (book/02_storyworld.md,
+book/03_data.md).
 """
 
 from __future__ import annotations
@@ -10,29 +11,34 @@ import json
 import random
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from scratchllm.cli.errors import (check_input_folder, check_output_folder,
                                    fail)
 
-#: StoryWorld stories per profile, as in the chapter's SCALE table.
-PROFILE_STORIES = {"ci": 4_000, "laptop": 25_000, "gpu": 100_000,
-                   "cluster": 400_000}
+if TYPE_CHECKING:
+    from scratchllm.data.sources import Document
+
 SOURCES = ("storyworld", "crawl", "shakespeare", "local", "hf")
 
 
-def _source(kind: str, documents: int, seed: int, paths: list[Path],
-            license: Optional[str], name: str, split: str,
-            limit: Optional[int]) -> tuple[Any, str, list[dict[str, Any]]]:
+def _source(kind: str, *, documents: int, seed: int,
+            paths: Optional[list[Path]] = None,
+            license: Optional[str] = None, name: str = "",
+            split: str = "train", limit: Optional[int] = None
+            ) -> tuple[Iterable[Document], str, list[dict[str, Any]]]:
     """(documents, dataset name, provenance entries) for one source."""
+    from scratchllm.data.atomic import sha256_file
     from scratchllm.data.crawl import Crawl
     from scratchllm.data.sources import (hf_documents, local_documents,
                                          shakespeare_documents)
     from scratchllm.data.storyworld import StoryWorld
 
+    paths = paths or []
     if kind == "storyworld":
         entry = {"name": "storyworld", "license": StoryWorld.license,
                  "seed": seed, "documents": documents,
@@ -49,14 +55,14 @@ def _source(kind: str, documents: int, seed: int, paths: list[Path],
                 "give the path of input.txt once, e.g. --path "
                 "../shared/data/tinyshakespeare/input.txt")
         entry = {"name": "tinyshakespeare", "license": "public-domain",
-                 "path": str(paths[0]), "sha256": _sha256(paths[0])}
+                 "path": str(paths[0]), "sha256": sha256_file(paths[0])}
         return shakespeare_documents(paths[0]), "shakespeare", [entry]
     if kind == "local":
         if not paths or not license:
             raise typer.BadParameter("local needs --path (one or more) "
                                      "and --license")
         entries = [{"name": "local", "license": license, "path": str(p),
-                    "sha256": _sha256(p)} for p in paths]
+                    "sha256": sha256_file(p)} for p in paths]
         return local_documents(paths, license), "local", entries
     if kind == "hf":
         docs = hf_documents(name, split, license=license, limit=limit)
@@ -72,14 +78,6 @@ def _hf_license(name: str) -> str:
     from scratchllm.data.sources import HF_DATASETS
 
     return HF_DATASETS.get(name, ("", None, ""))[2]
-
-
-def _sha256(path: Path) -> str:
-    from scratchllm.data.atomic import sha256_file
-
-    if not path.is_file():
-        raise typer.BadParameter(f"no such file: {path}")
-    return sha256_file(path)
 
 
 def _record(line: str, where: str) -> dict[str, Any]:
@@ -98,7 +96,7 @@ def _record(line: str, where: str) -> dict[str, Any]:
 def register(app: typer.Typer) -> None:
     """Add the ``data`` command group to the main app."""
     data = typer.Typer(help="Prepare, audit, sample and benchmark "
-                       "datasets (chapter 2).", no_args_is_help=True)
+                       "datasets (chapters 2 and 3).", no_args_is_help=True)
     app.add_typer(data, name="data")
 
     @data.command()
@@ -126,7 +124,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Clean, filter, redact, deduplicate and split a source; write
         train/val JSONL and a manifest."""
-        from scratchllm.data.pipeline import (PipelineConfig, run_pipeline,
+        from scratchllm.data.pipeline import (PROFILE_STORIES,
+                                              PipelineConfig, run_pipeline,
                                               split_of, storyworld_stats,
                                               write_dataset)
 
@@ -139,8 +138,9 @@ def register(app: typer.Typer) -> None:
                      else f"no such file: {file}")
         count = documents or (PROFILE_STORIES[profile]
                               if source == "storyworld" else 20_000)
-        docs, dataset, sources = _source(source, count, seed, path,
-                                         license, name, split, limit)
+        docs, dataset, sources = _source(
+            source, documents=count, seed=seed, paths=path,
+            license=license, name=name, split=split, limit=limit)
         folder = out or artifacts_root / profile / "data" / dataset
         check_output_folder(folder)
         start = time.perf_counter()
@@ -186,7 +186,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print a few documents."""
         if what in ("storyworld", "crawl"):
-            docs, _, _ = _source(what, n, seed, [], None, "", "", None)
+            docs, _, _ = _source(what, documents=n, seed=seed)
             for doc in docs:
                 text = doc.text.decode("utf-8", errors="replace") \
                     if isinstance(doc.text, bytes) else doc.text
@@ -218,116 +218,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0),
     ) -> None:
         """Measure the chapter's figures on a large mini crawl."""
-        run_bench(documents, workers, compare, seed)
+        from scratchllm.data.bench import run_bench
 
-
-def run_bench(documents: int, workers: int, compare: int,
-              seed: int) -> dict[str, Any]:
-    """Every figure the chapter promises, printed and returned."""
-    from scratchllm.data.clean import decode, normalise
-    from scratchllm.data.crawl import (Crawl, pair_scores, pii_scores,
-                                       true_clusters)
-    from scratchllm.data.pii import find_pii
-    from scratchllm.data.pipeline import PipelineConfig, run_pipeline
-    from scratchllm.data.storyworld import StoryWorld
-
-    report: dict[str, Any] = {}
-    start = time.perf_counter()
-    crawl = list(Crawl(seed).documents(documents))
-    report["crawl_generation_s"] = time.perf_counter() - start
-    size = sum(len(d.text) for d in crawl)
-    config = PipelineConfig()
-    start = time.perf_counter()
-    result = run_pipeline(crawl, config, workers=workers)
-    seconds = time.perf_counter() - start
-    report.update(documents=documents, megabytes=size / 1e6,
-                  workers=workers, pipeline_s=seconds,
-                  docs_per_s=documents / seconds,
-                  mb_per_s=size / 1e6 / seconds)
-    fate = {o.id: o for o in result.dropped}
-    passed = [d for d in crawl
-              if fate.get(d.id) is None
-              or fate[d.id].stage in ("exact_dedup", "near_dedup")]
-    exact = [d for d in passed if d.meta["exact_dup_of"]]
-    report["exact_recall"] = sum(
-        fate.get(d.id) is not None and fate[d.id].stage == "exact_dedup"
-        for d in exact) / max(len(exact), 1)
-    unique = [d for d in passed if fate.get(d.id) is None
-              or fate[d.id].stage == "near_dedup"]
-    predicted = [fate[d.id].reason.split(":", 1)[1]
-                 if d.id in fate else d.id for d in unique]
-    report["near"] = pair_scores(predicted, true_clusters(unique))
-    report["pii"] = pii_scores([
-        (d.meta["pii"], [(f.kind, f.value) for f in
-                         find_pii(normalise(decode(d.text).text))])
-        for d in crawl if d.meta["expect"] == "keep"])
-    texts = [normalise(decode(d.text).text) for d in unique[:compare]]
-    report["datasketch"] = _compare_datasketch(texts, config)
-    world = StoryWorld(seed)
-    stories = [world.story(i) for i in range(20_000)]
-    report["storyworld_bits_per_byte"] = float(
-        -sum(s.log2prob for s in stories)
-        / sum(len(s.text.encode("utf-8")) for s in stories))
-    _print_report(report)
-    return report
-
-
-def _compare_datasketch(texts: list[str], config: Any) -> dict[str, Any]:
-    """Candidate-pair agreement and speed, ours against datasketch."""
-    import numpy as np
-    from datasketch import MinHash, MinHashLSH
-
-    from scratchllm.data.dedup import (Shingler, candidate_pairs, jaccard,
-                                       shingle_strings, signatures)
-
-    lsh = config.lsh
-
-    def ours() -> set[tuple[int, int]]:
-        h, o = Shingler(lsh.shingle)(texts)
-        sig = signatures(h, o, lsh.num_perm, lsh.seed)
-        return set(map(tuple, candidate_pairs(sig, lsh.bands,
-                                              lsh.rows).tolist()))
-
-    def theirs() -> set[tuple[int, int]]:
-        index = MinHashLSH(num_perm=lsh.num_perm,
-                           params=(lsh.bands, lsh.rows))
-        minhashes = []
-        for i, text in enumerate(texts):
-            m = MinHash(num_perm=lsh.num_perm, seed=lsh.seed)
-            m.update_batch([s.encode("utf-8")
-                            for s in shingle_strings(text, lsh.shingle)])
-            index.insert(i, m)
-            minhashes.append(m)
-        return {(min(i, j), max(i, j)) for i, m in enumerate(minhashes)
-                for j in index.query(m) if i != j}
-
-    timings: dict[str, list[float]] = {"ours": [], "datasketch": []}
-    found: dict[str, set[tuple[int, int]]] = {}
-    for _ in range(3):
-        for label, function in (("ours", ours), ("datasketch", theirs)):
-            start = time.perf_counter()
-            found[label] = function()
-            timings[label].append(time.perf_counter() - start)
-    h, o = Shingler(lsh.shingle)(texts)
-    sets = [np.unique(h[o[i]:o[i + 1]]) for i in range(len(texts))]
-
-    def verified(pairs: set[tuple[int, int]]) -> set[tuple[int, int]]:
-        return {(i, j) for i, j in pairs
-                if jaccard(sets[i], sets[j]) >= lsh.threshold}
-
-    def overlap(a: set, b: set) -> float:
-        return len(a & b) / len(a | b) if a | b else 1.0
-
-    ours_s = float(np.median(timings["ours"]))
-    theirs_s = float(np.median(timings["datasketch"]))
-    return {"documents": len(texts),
-            "candidate_agreement": overlap(found["ours"],
-                                           found["datasketch"]),
-            "verified_agreement": overlap(verified(found["ours"]),
-                                          verified(found["datasketch"])),
-            "ours_docs_per_s": len(texts) / ours_s,
-            "datasketch_docs_per_s": len(texts) / theirs_s,
-            "speed_ratio": theirs_s / ours_s}
+        _print_report(run_bench(documents, workers, compare, seed))
 
 
 def _print_report(report: dict[str, Any]) -> None:
