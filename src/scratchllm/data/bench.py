@@ -13,17 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from scratchllm.data.clean import decode, normalise
+from scratchllm.data.crawl import Crawl, pair_scores, pii_scores, true_clusters
 from scratchllm.data.dedup import (LSHConfig, Shingler, candidate_pairs,
                                    jaccard, shingle_strings, signatures)
-from scratchllm.timing import median_seconds
-from scratchllm.data.clean import decode, normalise
-from scratchllm.data.crawl import pair_scores, pii_scores, true_clusters
 from scratchllm.data.pii import find_pii
-from scratchllm.data.pipeline import PipelineResult
+from scratchllm.data.pipeline import (PipelineConfig, PipelineResult,
+                                      run_pipeline)
 from scratchllm.data.sources import Document
-from scratchllm.data.crawl import Crawl
-from scratchllm.data.pipeline import PipelineConfig, run_pipeline
 from scratchllm.data.storyworld import StoryWorld, corpus_entropy
+from scratchllm.timing import median_seconds
 
 # book/03_data.md § Checked against datasketch
 if TYPE_CHECKING:

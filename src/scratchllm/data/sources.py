@@ -7,13 +7,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 # book/02_storyworld.md § Documents
