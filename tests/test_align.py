@@ -60,15 +60,6 @@ from scratchllm.train.checkpoint import (
 CONTEXT = 96
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP overhead on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
     """ci/tokenizer-chat, ci/checkpoints/sft (a tiny random GPT) and

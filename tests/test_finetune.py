@@ -64,14 +64,6 @@ CHATS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
     """A tiny A/: tokenizer, token shards, a 3-step pretrained model and

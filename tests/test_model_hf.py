@@ -15,16 +15,6 @@ from scratchllm.model.gpt import GPT  # noqa: E402
 from scratchllm.model.hf import export_hf, hf_config, import_hf  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest, and steadiest on a shared machine, on one
-    thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def perturbed_model(**overrides) -> GPT:
     """A tiny model whose weights (norm scales included) are not at their
     initial values, so a mistake in any tensor would show."""

@@ -17,15 +17,6 @@ TINY_MODEL = {"d_model": 32, "n_heads": 2, "n_kv_heads": 1,
               "ffn_hidden": 64, "n_layers": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP overhead on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
     """A/tokenizer and A/tokens/storyworld for a tiny corpus of stories."""

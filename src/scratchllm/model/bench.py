@@ -5,8 +5,7 @@
 """What attention costs: the memory autograd saves for backward, and a
 benchmark of causal attention, from scratch against PyTorch's SDPA."""
 
-from collections.abc import Callable, Iterable
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
