@@ -82,11 +82,12 @@ def info(
                    "params", "non-emb", "train FLOP/tok", "train memory"):
         table.add_column(column, justify="right")
     for row in rows:
-        c = row["config"]
+        shape = row["config"]
         table.add_row(
-            row["preset"], str(c["d_model"]), str(c["n_layers"]),
-            f"{c['n_heads']}/{c['n_kv_heads']}", str(c["vocab_size"]),
-            str(c["context_length"]), human(row["parameters"]),
+            row["preset"], str(shape["d_model"]), str(shape["n_layers"]),
+            f"{shape['n_heads']}/{shape['n_kv_heads']}",
+            str(shape["vocab_size"]), str(shape["context_length"]),
+            human(row["parameters"]),
             human(row["non_embedding_parameters"]),
             human(row["training_flops_per_token"], "FLOP"),
             human(row["training_memory_bytes"]["total"], "B"),
@@ -128,7 +129,7 @@ def export(
         loaded_tokenizer = matching_tokenizer(checkpoint, tokenizer)
     export_hf(model, out, tokenizer=loaded_tokenizer)
     typer.echo(f"wrote {out}: " + ", ".join(
-        sorted(p.name for p in out.iterdir())))
+        sorted(path.name for path in out.iterdir())))
     if check:
         import os
 
