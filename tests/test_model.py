@@ -38,14 +38,9 @@ TIGHT = dict(atol=1e-5, rtol=1e-5)
 
 
 @pytest.fixture(autouse=True)
-def seed_and_one_thread():
-    """Seeded, and on one thread: tiny models are fastest that way, and a
-    shared CI machine does not stall on thread contention."""
+def seeded():
+    """Every test starts from seed 0 (conftest.py sets one thread)."""
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --- chapter 4: embeddings and RoPE -------------------------------------

@@ -7,14 +7,15 @@
 stop rules and streaming (chapter 9)."""
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 import codecs
 import re
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from scratchllm.model.gpt import GPT
 from scratchllm.generate.sampling import top_k_filter
 from scratchllm.generate.sampling import SamplingConfig, choose_next
 
@@ -24,7 +25,7 @@ Chooser = Callable[[torch.Tensor], torch.Tensor]
 
 @torch.no_grad()
 def decode_ids(
-    model: Any,
+    model: GPT,
     prompt_ids: list[int],
     max_new_tokens: int,
     choose: Chooser,
@@ -54,8 +55,9 @@ def decode_ids(
             logits = model(tokens)[:, -1]
 
 
+# book/07_pretraining.md § The loop
 def sample_ids(
-    model: torch.nn.Module,
+    model: GPT,
     prompt_ids: list[int],
     max_new_tokens: int,
     temperature: float = 0.8,

@@ -4,7 +4,6 @@
 
 """A benchmark of the training step: tokens/s and ms/step."""
 
-import statistics
 import time
 
 import torch
@@ -12,6 +11,7 @@ import torch
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
 from scratchllm.train.loss import cross_entropy
+from scratchllm.timing import median_seconds
 from scratchllm.train.optim import AdamW
 
 
@@ -45,22 +45,16 @@ def benchmark_step(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    def synchronise() -> None:
+    def finished_step() -> None:
+        one_step()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
     began = time.perf_counter()
     for _ in range(warmup):
-        one_step()
-    synchronise()
+        finished_step()
     warmup_seconds = time.perf_counter() - began
-    times = []
-    for _ in range(steps):
-        began = time.perf_counter()
-        one_step()
-        synchronise()
-        times.append(time.perf_counter() - began)
-    median = statistics.median(times)
+    median = median_seconds({"step": finished_step}, repeats=steps)["step"]
     return {"ms_per_step": 1000 * median,
             "tokens_per_s": batch_size * context_length / median,
             "warmup_s": warmup_seconds}

@@ -5,19 +5,15 @@
 """Training configuration: one dataclass and a preset per profile."""
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+import math
 
 import yaml
 
+
 # book/07_pretraining.md § One training entry point
-PROFILES = ("ci", "laptop", "gpu", "cluster")
-PRECISIONS = ("fp32", "bf16", "fp16")
-SCHEDULES = ("cosine", "wsd")
-
-
 @dataclass
 class TrainConfig:
     """Everything that decides a pretraining run."""
@@ -90,6 +86,9 @@ class TrainConfig:
 
 
 # book/07_pretraining.md § One training entry point
+PROFILES = ("ci", "laptop", "gpu", "cluster")
+PRECISIONS = ("fp32", "bf16", "fp16")
+SCHEDULES = ("cosine", "wsd")
 POSITIVE = ("context_length", "batch_size", "max_steps", "log_every",
             "eval_every", "eval_tokens", "keep_checkpoints")
 
@@ -163,6 +162,7 @@ def preset(profile: str, **overrides: Any) -> TrainConfig:
                           **overrides})
 
 
+# book/07_pretraining.md § One training entry point
 def load_config(
     path: str | Path, profile: str | None = None, **overrides: Any
 ) -> TrainConfig:

@@ -5,6 +5,7 @@
 """Random training windows from token shards, reproducible by step."""
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -73,3 +74,15 @@ class WindowSampler:
         ]
         tokens = torch.from_numpy(np.stack(picked).astype(np.int64))
         return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+
+
+# book/07_pretraining.md § The loop
+class Batches(Protocol):
+    """What the training loop needs of its data (`WindowSampler` is
+    one): inputs and next-token targets, [rows, T] each, of batch
+    `step`."""
+
+    def batch(self, step: int, rows: slice = slice(None)
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of batch `step`, rows `rows` only."""
+        ...
