@@ -57,6 +57,7 @@ IMPLEMENTATIONS: dict[str, Attention] = {"from scratch": scratch_causal,
                                          "SDPA": sdpa_causal}
 
 
+# book/05_attention.md § Time and memory against sequence length
 @dataclass
 class AttentionCost:
     """One implementation's cost at each sequence length benchmarked."""
