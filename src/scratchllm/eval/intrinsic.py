@@ -117,6 +117,7 @@ def evaluate_windows(
     return Intrinsic(tokens, text_bytes, nats)
 
 
+# book/07_pretraining.md § The loop
 def evaluate_split(
     model: torch.nn.Module,
     shards: list[np.ndarray],
