@@ -22,9 +22,9 @@ class TrainConfig:
     artifacts_root: str = "_build/artifacts"
     dataset: str = "storyworld"
     run_name: str = "pretrain"
-    tokens_dir: str | None = None      # default: A/tokens/<dataset>
-    tokenizer_dir: str | None = None   # default: A/tokenizer
-    output_dir: str | None = None      # default: A/checkpoints/<run_name>
+    tokens_dir: str | None = None      # None: <artifacts>/tokens/<dataset>
+    tokenizer_dir: str | None = None   # None: <artifacts>/tokenizer
+    output_dir: str | None = None      # None: <artifacts>/checkpoints/...
     model: str = "ci"                  # a ModelConfig preset
     model_overrides: dict[str, Any] = field(default_factory=dict)
     context_length: int = 64
@@ -63,7 +63,7 @@ class TrainConfig:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
     def artifacts(self) -> Path:
-        """The profile's artifact folder, A."""
+        """The profile's artifact folder, artifacts_root/profile."""
         return Path(self.artifacts_root) / self.profile
 
     def tokens_path(self) -> Path:
