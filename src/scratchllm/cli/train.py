@@ -176,10 +176,9 @@ def register(app: typer.Typer) -> None:
         """Tokens/s and ms/step of the training step for named configs,
         with and without torch.compile, in fp32 and bf16."""
         import dataclasses
-        import statistics
 
         from scratchllm.model.config import ModelConfig
-        from scratchllm.train.bench import benchmark_step
+        from scratchllm.train.bench import benchmark_repeats
 
         if compile not in ("off", "on", "both"):
             fail("--compile must be off, on or both")
@@ -196,14 +195,13 @@ def register(app: typer.Typer) -> None:
                 fail(str(error))
             for kind in precision or ["fp32", "bf16"]:
                 for with_compile in compiled:
-                    runs = [benchmark_step(
-                        config, batch_size, context_length, kind,
-                        with_compile, steps=steps, device=device)
-                        for _ in range(repeats)]
-                    ms = statistics.median(figures["ms_per_step"]
-                                           for figures in runs)
-                    rate = batch_size * context_length / (ms / 1000)
+                    figures = benchmark_repeats(
+                        config, repeats, batch_size=batch_size,
+                        context_length=context_length, precision=kind,
+                        compile=with_compile, steps=steps, device=device)
                     typer.echo(
                         f"{name:12s} {kind:9s} "
-                        f"{'yes' if with_compile else 'no':7s} {ms:9.1f} "
-                        f"{rate:10,.0f} {runs[0]['warmup_s']:9.1f}")
+                        f"{'yes' if with_compile else 'no':7s} "
+                        f"{figures['ms_per_step']:9.1f} "
+                        f"{figures['tokens_per_s']:10,.0f} "
+                        f"{figures['warmup_s']:9.1f}")

@@ -5,6 +5,7 @@
 """A benchmark of the training step: tokens/s and ms/step."""
 
 import time
+import statistics
 
 import torch
 
@@ -58,3 +59,16 @@ def benchmark_step(
     return {"ms_per_step": 1000 * median,
             "tokens_per_s": batch_size * context_length / median,
             "warmup_s": warmup_seconds}
+
+
+# book/07_pretraining.md § How fast is the loop?
+def benchmark_repeats(model_config: ModelConfig, repeats: int = 3,
+                      **options: object) -> dict[str, float]:
+    """The median of each of `benchmark_step`'s figures over `repeats`
+    runs, each on a fresh model; `options` go to `benchmark_step`."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    runs = [benchmark_step(model_config, **options)
+            for _ in range(repeats)]
+    return {name: statistics.median(run[name] for run in runs)
+            for name in runs[0]}
