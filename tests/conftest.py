@@ -10,10 +10,11 @@ it, naming the file and the variable.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,44 @@ class SharedData:
         if self.required:
             pytest.fail(f"CI=true and {message}", pytrace=False)
         pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Every test starts on one thread; a test that changes the count (a
+    command's ``--threads``) does not change it for the next one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_tiny_corpus(folder: Path, stories: list[str], validation: int,
+                      vocab_size: int):
+    """``folder/data/storyworld/{train,val}.jsonl`` (the last
+    ``validation`` stories are val), a BPE tokenizer of ``vocab_size``
+    trained on the stories, and its token shards in
+    ``folder/tokens/storyworld``, as chapters 2 and 3 leave them. Returns
+    the tokenizer, unsaved."""
+    from scratchllm.tokenizer import train_bpe
+    from scratchllm.tokenizer.shards import write_shards
+
+    data = folder / "data" / "storyworld"
+    data.mkdir(parents=True)
+    splits = {"train": stories[:-validation], "val": stories[-validation:]}
+    for split, part in splits.items():
+        (data / f"{split}.jsonl").write_text("".join(
+            json.dumps({"id": str(number), "text": text}) + "\n"
+            for number, text in enumerate(part)), encoding="utf-8")
+    tokenizer = train_bpe(stories, vocab_size)
+    write_shards(tokenizer, data, folder / "tokens" / "storyworld")
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus() -> Callable[..., object]:
+    """:func:`write_tiny_corpus`, for the tests that train a tiny model."""
+    return write_tiny_corpus
 
 
 @pytest.fixture(scope="session")

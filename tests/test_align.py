@@ -49,8 +49,6 @@ from scratchllm.finetune.chat import add_chat_tokens, end_of_turn_id
 from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
-from scratchllm.tokenizer import train_bpe
-from scratchllm.tokenizer.shards import write_shards
 from scratchllm.train.checkpoint import (
     load_checkpoint,
     load_model,
@@ -60,30 +58,14 @@ from scratchllm.train.checkpoint import (
 CONTEXT = 96
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP overhead on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
+def artifacts(tmp_path_factory, tiny_corpus):
     """ci/tokenizer-chat, ci/checkpoints/sft (a tiny random GPT) and
     ci/tokens/storyworld, as chapters 3 and 10 leave them."""
     root = tmp_path_factory.mktemp("artifacts")
     A = root / "ci"
     stories = [s.text for s in StoryWorld(0).documents(120)]
-    data = A / "data" / "storyworld"
-    data.mkdir(parents=True)
-    for split, part in [("train", stories[:100]), ("val", stories[100:])]:
-        with open(data / f"{split}.jsonl", "w") as handle:
-            handle.writelines(json.dumps({"id": str(number), "text": text})
-                             + "\n" for number, text in enumerate(part))
-    base = train_bpe(stories, 400)
-    write_shards(base, data, A / "tokens" / "storyworld")
+    base = tiny_corpus(A, stories, validation=20, vocab_size=400)
     tokenizer = add_chat_tokens(base)
     tokenizer.save(A / "tokenizer-chat")
     config = ModelConfig(vocab_size=tokenizer.vocab_size,

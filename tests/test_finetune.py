@@ -49,8 +49,7 @@ from scratchllm.finetune.sft import (
 from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
-from scratchllm.tokenizer import load_tokenizer, train_bpe
-from scratchllm.tokenizer.shards import write_shards
+from scratchllm.tokenizer import load_tokenizer
 from scratchllm.train import preset, pretrain
 from scratchllm.train.checkpoint import load_model
 
@@ -64,29 +63,16 @@ CHATS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
+def artifacts(tmp_path_factory, tiny_corpus):
     """A tiny A/: tokenizer, token shards, a 3-step pretrained model and
     a chat JSONL file."""
     root = tmp_path_factory.mktemp("artifacts")
     A = root / "ci"
     stories = [d.text for d in StoryWorld(0).documents(60)]
-    data = A / "data" / "storyworld"
-    data.mkdir(parents=True)
-    for split, part in [("train", stories[:50]), ("val", stories[50:])]:
-        write_jsonl([{"id": str(i), "text": t} for i, t in enumerate(part)],
-                    data / f"{split}.jsonl")
-    tokenizer = train_bpe(stories, 256 + 200 + 4)
+    tokenizer = tiny_corpus(A, stories, validation=10,
+                            vocab_size=256 + 200 + 4)
     tokenizer.save(A / "tokenizer")
-    write_shards(tokenizer, data, A / "tokens" / "storyworld")
     pretrain(preset("ci", artifacts_root=str(root), model_overrides=TINY_MODEL,
                     context_length=32, batch_size=4, max_steps=3,
                     warmup_steps=1, eval_every=3, eval_tokens=128,

@@ -144,6 +144,7 @@ def test_estimate_refuses_bad_or_conflicting_options(
     assert result.exit_code in (1, 2)  # 2: a usage error caught by typer
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert not lines[0].startswith("error: error:")
     assert message in lines[0]
 
 

@@ -15,6 +15,7 @@ from scratchllm.model.attention import (
     repeat_kv,
     stable_softmax,
 )
+from scratchllm.model.bench import bench_attention, saved_bytes
 from scratchllm.model.config import PRESETS, ModelConfig
 from scratchllm.model.embeddings import (
     LearnedPositions,
@@ -37,14 +38,9 @@ TIGHT = dict(atol=1e-5, rtol=1e-5)
 
 
 @pytest.fixture(autouse=True)
-def seed_and_one_thread():
-    """Seeded, and on one thread: tiny models are fastest that way, and a
-    shared CI machine does not stall on thread contention."""
+def seeded():
+    """Every test starts from seed 0 (conftest.py sets one thread)."""
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --- chapter 4: embeddings and RoPE -------------------------------------
@@ -340,19 +336,12 @@ def test_memory_estimate_close_to_saved_activations():
     config = ModelConfig.preset("ci")
     model = GPT(config)
     tokens = torch.randint(0, config.vocab_size, (2, 64))
-    storages = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        F.cross_entropy(model(tokens).flatten(0, 1), tokens.flatten())
-    for tensor in [*model.parameters(), *model.buffers()]:
-        storages.pop(tensor.untyped_storage().data_ptr(), None)
+    measured = saved_bytes(
+        lambda: F.cross_entropy(model(tokens).flatten(0, 1),
+                                tokens.flatten()),
+        exclude=[*model.parameters(), *model.buffers()])
     estimate = memory_estimate(config, 2, 64)
-    assert 0.8 < estimate["activations"] / sum(storages.values()) < 1.25
+    assert 0.8 < estimate["activations"] / measured < 1.25
     params = count_parameters(config)
     assert estimate["weights"] == 4 * params
     assert estimate["optimizer"] == 8 * params
@@ -464,3 +453,23 @@ def test_gpt_trains_on_a_tiny_batch():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_saved_bytes_counts_each_storage_once_without_the_inputs():
+    inputs = torch.randn(1000, requires_grad=True)
+    assert saved_bytes(lambda: inputs.exp().sum(), exclude=[inputs]) == 4000
+    assert saved_bytes(lambda: (inputs * inputs).sum(),
+                       exclude=[inputs]) == 0
+    assert saved_bytes(lambda: (inputs * inputs).sum()) == 4000
+
+
+def test_bench_attention_sdpa_saves_less_than_scratch():
+    costs = bench_attention([16, 64], heads=2, head_dim=8, repeats=1)
+    assert set(costs) == {"from scratch", "SDPA"}
+    for cost in costs.values():
+        assert len(cost.seconds) == len(cost.megabytes) == 2
+        assert all(seconds > 0 for seconds in cost.seconds)
+    scratch, sdpa = costs["from scratch"], costs["SDPA"]
+    # the T x T weights: 16x more saved at 4x the length
+    assert scratch.megabytes[1] > 8 * scratch.megabytes[0]
+    assert sdpa.megabytes[1] < scratch.megabytes[1]

@@ -16,16 +16,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest, and steadiest on a shared machine, on one
-    thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_info_json_matches_estimates():
     result = runner.invoke(app, ["model", "info", "--preset", "ci",
                                  "--vocab-size", "512", "--json"])

@@ -15,16 +15,6 @@ from scratchllm.model.gpt import GPT  # noqa: E402
 from scratchllm.model.hf import export_hf, hf_config, import_hf  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest, and steadiest on a shared machine, on one
-    thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def perturbed_model(**overrides) -> GPT:
     """A tiny model whose weights (norm scales included) are not at their
     initial values, so a mistake in any tensor would show."""
@@ -37,6 +27,15 @@ def perturbed_model(**overrides) -> GPT:
     return model
 
 
+def exported_pair(folder, **overrides):
+    """A perturbed model, exported to `folder`, and transformers' Llama
+    loaded back from there (both in eval mode)."""
+    model = perturbed_model(**overrides)
+    export_hf(model, folder)
+    reference = transformers.LlamaForCausalLM.from_pretrained(folder)
+    return model, reference.eval()
+
+
 @pytest.mark.parametrize("overrides", [
     {},
     {"tie_embeddings": False},
@@ -44,10 +43,7 @@ def perturbed_model(**overrides) -> GPT:
     {"n_kv_heads": 4},
 ])
 def test_transformers_llama_gives_our_logits(tmp_path, overrides):
-    model = perturbed_model(**overrides)
-    export_hf(model, tmp_path)
-    reference = transformers.LlamaForCausalLM.from_pretrained(
-        tmp_path).eval()
+    model, reference = exported_pair(tmp_path, **overrides)
     tokens = torch.randint(0, 300, (2, 40))
     with torch.no_grad():
         ours = model(tokens)
@@ -58,10 +54,7 @@ def test_transformers_llama_gives_our_logits(tmp_path, overrides):
 
 
 def test_transformers_generate_matches_our_cached_greedy_decoding(tmp_path):
-    model = perturbed_model()
-    export_hf(model, tmp_path)
-    reference = transformers.LlamaForCausalLM.from_pretrained(
-        tmp_path).eval()
+    model, reference = exported_pair(tmp_path)
     prompt = torch.randint(0, 300, (1, 8))
     with torch.no_grad():
         expected = reference.generate(
@@ -77,10 +70,7 @@ def test_transformers_generate_matches_our_cached_greedy_decoding(tmp_path):
 
 
 def test_attention_mask_matches_transformers_llama_left_padded(tmp_path):
-    model = perturbed_model()
-    export_hf(model, tmp_path)
-    reference = transformers.LlamaForCausalLM.from_pretrained(
-        tmp_path).eval()
+    model, reference = exported_pair(tmp_path)
     tokens = torch.randint(0, 300, (3, 24))
     real = torch.ones(3, 24, dtype=torch.bool)
     real[1, :9] = False

@@ -37,15 +37,6 @@ from scratchllm.train.scaling import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP overhead on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------- loss
 
 
@@ -474,3 +465,15 @@ def test_training_step_check_rejects_the_classic_bugs():
         with pytest.raises(AssertionError, match="entropy"):
             check.training_step(broken)
     check.training_step(solution.training_step)
+
+
+def test_benchmark_repeats_reports_the_median_of_each_figure():
+    from scratchllm.train.bench import benchmark_repeats
+
+    config = ModelConfig.preset("ci", vocab_size=64)
+    figures = benchmark_repeats(config, 2, batch_size=2, context_length=8,
+                                precision="fp32", steps=1, warmup=1)
+    assert set(figures) == {"ms_per_step", "tokens_per_s", "warmup_s"}
+    assert all(value > 0 for value in figures.values())
+    with pytest.raises(ValueError, match="repeats"):
+        benchmark_repeats(config, 0)

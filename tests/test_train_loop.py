@@ -1,14 +1,11 @@
 """Chapter 7 training loop: exact resume after a kill, accumulation,
 Accelerate, logs, and clear errors (the real GPT on tiny shards)."""
 
-import json
 import random
 
 import pytest
 import torch
 
-from scratchllm.tokenizer import train_bpe
-from scratchllm.tokenizer.shards import write_shards
 from scratchllm.train import preset, pretrain
 from scratchllm.train.checkpoint import CheckpointError
 from scratchllm.train.monitor import plot_training, read_log
@@ -17,20 +14,10 @@ TINY_MODEL = {"d_model": 32, "n_heads": 2, "n_kv_heads": 1,
               "ffn_hidden": 64, "n_layers": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP overhead on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
+def artifacts(tmp_path_factory, tiny_corpus):
     """A/tokenizer and A/tokens/storyworld for a tiny corpus of stories."""
     root = tmp_path_factory.mktemp("artifacts")
-    A = root / "ci"
     rng = random.Random(0)
     names, things = ["Mia", "Tom", "Ada"], ["ball", "cat", "kite"]
     stories = [
@@ -38,16 +25,9 @@ def artifacts(tmp_path_factory):
         f"{rng.choice(names)} liked the {rng.choice(things)}."
         for _ in range(600)
     ]
-    data = A / "data" / "storyworld"
-    data.mkdir(parents=True)
-    for split, part in [("train", stories[:500]), ("val", stories[500:])]:
-        with open(data / f"{split}.jsonl", "w") as handle:
-            for number, text in enumerate(part):
-                handle.write(json.dumps({"id": str(number), "text": text})
-                             + "\n")
-    tokenizer = train_bpe(stories, 270)
-    tokenizer.save(A / "tokenizer")
-    write_shards(tokenizer, data, A / "tokens" / "storyworld")
+    tokenizer = tiny_corpus(root / "ci", stories, validation=100,
+                            vocab_size=270)
+    tokenizer.save(root / "ci" / "tokenizer")
     return root
 
 

@@ -14,7 +14,6 @@ from test_train_loop import (  # noqa: F401  (the module-scoped fixture)
     artifacts,
     config,
     kill_after,
-    one_thread,
     same_weights,
 )
 

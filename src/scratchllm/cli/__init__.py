@@ -23,7 +23,8 @@ app = typer.Typer(
     cls=GuardedGroup,
 )
 
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+for _info in sorted(pkgutil.iter_modules(__path__),
+                    key=lambda module: module.name):
     _module = importlib.import_module(f"{__name__}.{_info.name}")
     if hasattr(_module, "register"):
         _module.register(app)

@@ -3,17 +3,16 @@ tangled)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from scratchllm.cli.errors import fail
-
-ProfileOption = Annotated[str, typer.Option(
-    help="Profile whose artifacts are the defaults: ci, laptop, gpu, "
-    "cluster.")]
-RootOption = Annotated[str, typer.Option(help="Artifact folder.")]
+from scratchllm.cli.options import ARTIFACTS_ROOT, ArtifactsRoot, Profile
 SftOption = Annotated[Path | None, typer.Option(
     help="Starting checkpoint (default: <artifacts>/checkpoints/sft).")]
 TokenizerOption = Annotated[Path | None, typer.Option(
@@ -31,16 +30,37 @@ PairsArgument = Annotated[Path, typer.Argument(
     help="prompt/chosen/rejected JSONL file.")]
 
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from scratchllm.align.dpo import PairSampler
+    from scratchllm.align.train import Objective
+    from scratchllm.model.gpt import GPT
+    from scratchllm.train.config import TrainConfig
+    from scratchllm.train.loop import TrainResult
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The optimisation settings every align command takes."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    seed: int
+
+
 class Setting:
     """The paths and model shared by every align command."""
 
-    def __init__(self, profile: str, artifacts_root: str, sft: Path | None,
-                 tokenizer: Path | None, tokens: Path | None) -> None:
+    def __init__(self, profile: str, artifacts_root: Path,
+                 sft: Path | None, tokenizer: Path | None,
+                 tokens: Path | None) -> None:
         from scratchllm.tokenizer import load_tokenizer
         from scratchllm.train.checkpoint import load_model
 
-        artifacts = Path(artifacts_root) / profile
-        self.profile, self.artifacts_root = profile, artifacts_root
+        artifacts = artifacts_root / profile
+        self.profile, self.artifacts_root = profile, str(artifacts_root)
         self.sft = sft or artifacts / "checkpoints/sft"
         self.tokens = tokens or artifacts / "tokens/storyworld"
         folder = tokenizer or artifacts / "tokenizer-chat"
@@ -51,7 +71,8 @@ class Setting:
         self.tokenizer = load_tokenizer(folder)
         self.model, self.model_config = load_model(self.sft)
 
-    def config(self, method: str, output: Path | None, **values: Any):
+    def config(self, method: str, output: Path | None, budget: Budget,
+               **values: Any) -> TrainConfig:
         """The TrainConfig of this run; `dataset` (default: preferences)
         is the A/data folder the audit traces the run to."""
         from scratchllm.align.train import align_config
@@ -59,10 +80,21 @@ class Setting:
         return align_config(
             self.profile, method, self.artifacts_root,
             self.model_config.context_length, tokens_dir=str(self.tokens),
-            output_dir=str(output) if output else None, **values)
+            output_dir=str(output) if output else None,
+            max_steps=budget.steps, batch_size=budget.batch_size,
+            lr=budget.lr, seed=budget.seed, **values)
 
 
-def make_accelerator() -> Any:
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn a failed run's error into one ``error:`` line."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        fail(str(error).splitlines()[0])
+
+
+def make_accelerator() -> Accelerator:
     """An Accelerator; on a machine without GPUs, gloo CPU processes."""
     import torch
     from accelerate import Accelerator
@@ -71,7 +103,8 @@ def make_accelerator() -> Any:
 
 
 def pair_sampler(setting: Setting, pairs_path: Path, batch_size: int,
-                 seed: int, accelerator: Any = None) -> Any:
+                 seed: int,
+                 accelerator: Accelerator | None = None) -> PairSampler:
     """The checked, encoded pairs with reference log-probs."""
     from scratchllm.align.dpo import (
         PairSampler,
@@ -92,7 +125,22 @@ def pair_sampler(setting: Setting, pairs_path: Path, batch_size: int,
     return PairSampler(encoded, reference, batch_size, pad_id, seed)
 
 
-def report(method: str, result: Any, main: bool = True) -> None:
+def train_on_pairs(method: str, pairs: Path, setting: Setting,
+                   budget: Budget, output: Path | None, model: GPT,
+                   objective: Objective,
+                   accelerator: Accelerator | None = None) -> TrainResult:
+    """Train `model` on the preference pairs in `pairs` (dpo, reward)."""
+    from scratchllm.align.train import align
+
+    sampler = pair_sampler(setting, pairs, budget.batch_size, budget.seed,
+                           accelerator)
+    config = setting.config(method, output, budget,
+                            dataset=pairs.resolve().parent.name)
+    return align(config, model, setting.model_config, sampler, objective,
+                 setting.tokenizer, accelerator)
+
+
+def report(method: str, result: TrainResult, main: bool = True) -> None:
     """One line about the finished run."""
     if main:
         typer.echo(f"{method}: {result.steps} steps, loss "
@@ -118,31 +166,23 @@ def register(app: typer.Typer) -> None:
         accelerate: Annotated[bool, typer.Option(
             help="Run under `accelerate launch` (one process each).")
         ] = False,
-        profile: ProfileOption = "laptop",
-        artifacts_root: RootOption = "_build/artifacts",
+        profile: Profile = "laptop",
+        artifacts_root: ArtifactsRoot = ARTIFACTS_ROOT,
         sft: SftOption = None, tokenizer: TokenizerOption = None,
         tokens: TokensOption = None, output: OutputOption = None,
     ) -> None:
         """Direct preference optimisation from the SFT model."""
         from scratchllm.align.dpo import dpo_objective
-        from scratchllm.align.train import align
 
-        try:
+        with one_line_errors():
             if beta <= 0:
                 raise ValueError("beta must be positive")
             accelerator = make_accelerator() if accelerate else None
             setting = Setting(profile, artifacts_root, sft, tokenizer,
                               tokens)
-            sampler = pair_sampler(setting, pairs, batch_size, seed,
-                                   accelerator)
-            config = setting.config("dpo", output, max_steps=steps,
-                                    batch_size=batch_size, lr=lr, seed=seed,
-                                    dataset=pairs.resolve().parent.name)
-            result = align(config, setting.model, setting.model_config,
-                           sampler, dpo_objective(beta),
-                           setting.tokenizer, accelerator)
-        except (ValueError, FileNotFoundError, RuntimeError) as error:
-            fail(str(error).splitlines()[0])
+            result = train_on_pairs(
+                "dpo", pairs, setting, Budget(steps, batch_size, lr, seed),
+                output, setting.model, dpo_objective(beta), accelerator)
         report("dpo", result,
                accelerator is None or accelerator.is_main_process)
 
@@ -151,27 +191,21 @@ def register(app: typer.Typer) -> None:
         pairs: PairsArgument,
         steps: StepsOption = 50, batch_size: BatchOption = 8,
         lr: LrOption = 1.5e-3, seed: int = 0,
-        profile: ProfileOption = "laptop",
-        artifacts_root: RootOption = "_build/artifacts",
+        profile: Profile = "laptop",
+        artifacts_root: ArtifactsRoot = ARTIFACTS_ROOT,
         sft: SftOption = None, tokenizer: TokenizerOption = None,
         tokens: TokensOption = None, output: OutputOption = None,
     ) -> None:
         """Train a Bradley–Terry reward model on preference pairs."""
         from scratchllm.align.reward import RewardModel, reward_objective
-        from scratchllm.align.train import align
 
-        try:
+        with one_line_errors():
             setting = Setting(profile, artifacts_root, sft, tokenizer,
                               tokens)
-            sampler = pair_sampler(setting, pairs, batch_size, seed)
-            model = RewardModel.from_model(setting.model)
-            config = setting.config("reward", output, max_steps=steps,
-                                    batch_size=batch_size, lr=lr, seed=seed,
-                                    dataset=pairs.resolve().parent.name)
-            result = align(config, model, setting.model_config, sampler,
-                           reward_objective, setting.tokenizer)
-        except (ValueError, FileNotFoundError, RuntimeError) as error:
-            fail(str(error).splitlines()[0])
+            result = train_on_pairs(
+                "reward", pairs, setting,
+                Budget(steps, batch_size, lr, seed), output,
+                RewardModel.from_model(setting.model), reward_objective)
         report("reward", result)
 
     @align_app.command()
@@ -189,8 +223,8 @@ def register(app: typer.Typer) -> None:
             min=1, help="Longest answer sampled.")] = 64,
         steps: StepsOption = 50, batch_size: BatchOption = 16,
         lr: LrOption = 5e-4, seed: int = 0,
-        profile: ProfileOption = "laptop",
-        artifacts_root: RootOption = "_build/artifacts",
+        profile: Profile = "laptop",
+        artifacts_root: ArtifactsRoot = ARTIFACTS_ROOT,
         sft: SftOption = None, tokenizer: TokenizerOption = None,
         tokens: TokensOption = None, output: OutputOption = None,
     ) -> None:
@@ -208,7 +242,7 @@ def register(app: typer.Typer) -> None:
         from scratchllm.generate.sampling import SamplingConfig
         from scratchllm.train.checkpoint import load_model
 
-        try:
+        with one_line_errors():
             if batch_size % group_size:
                 raise ValueError(f"batch size {batch_size} is not a "
                                  f"multiple of the group size {group_size}")
@@ -216,8 +250,8 @@ def register(app: typer.Typer) -> None:
                               tokens)
             context = setting.model_config.context_length
             asked = story_requests(requests, seed=1)
-            longest = max(len(prompt_ids(setting.tokenizer, r.prompt,
-                                         context)) for r in asked)
+            longest = max(len(prompt_ids(setting.tokenizer, request.prompt,
+                                         context)) for request in asked)
             budget = min(max_new_tokens, context - longest - 8)
             if budget < 1:
                 raise ValueError(f"the context of {context} tokens leaves "
@@ -232,11 +266,9 @@ def register(app: typer.Typer) -> None:
                 group_size=group_size,
                 prompts_per_step=batch_size // group_size, updates=2,
                 seed=seed)
-            config = setting.config("grpo", output, max_steps=steps,
-                                    batch_size=batch_size, lr=lr, seed=seed)
+            config = setting.config("grpo", output,
+                                    Budget(steps, batch_size, lr, seed))
             result = align(config, setting.model, setting.model_config,
                            sampler, grpo_objective(beta=beta),
                            setting.tokenizer)
-        except (ValueError, FileNotFoundError, RuntimeError) as error:
-            fail(str(error).splitlines()[0])
         report("grpo", result)

@@ -124,7 +124,7 @@ def _checked_options(profile: str | None, config: Path | None,
         fail(f"no such config file: {config}")
     arguments = argparse.Namespace(
         profile=profile, config=str(config) if config else None,
-        set=[s.removeprefix("--set=") for s in settings])
+        set=[setting.removeprefix("--set=") for setting in settings])
     checked = train_config(arguments)
     index = checked.tokens_path() / "index.json"
     if not index.is_file():
@@ -207,8 +207,9 @@ def bench(
             launch(["pretrain", "--profile", profile, *set_options(values),
                     *settings], count, accelerate_config, precision,
                    timeout=3600)
-            rates = [r["tokens_per_s"] for r in read_log(run_dir / "log.jsonl")
-                     if r["kind"] == "train"][1:]
+            rates = [record["tokens_per_s"]
+                     for record in read_log(run_dir / "log.jsonl")
+                     if record["kind"] == "train"][1:]
             medians.setdefault(count, []).append(statistics.median(rates))
             typer.echo(f"repeat {repeat}: {count} process(es): "
                        f"{medians[count][-1]:,.0f} tokens/s")

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from scratchllm.cli.errors import fail
+from scratchllm.cli.options import ARTIFACTS_ROOT, ArtifactsRoot, Profile
 
 
 
@@ -34,10 +35,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def sft(
-        profile: Annotated[str, typer.Option(
-            help="Preset: ci, laptop, gpu or cluster.")] = "laptop",
-        artifacts_root: Annotated[str, typer.Option(
-            help="Artifact folder.")] = "_build/artifacts",
+        profile: Profile = "laptop",
+        artifacts_root: ArtifactsRoot = ARTIFACTS_ROOT,
         data: Annotated[Optional[Path], typer.Option(
             help="Chat JSONL file (default: the chapter's train.jsonl).")
         ] = None,
@@ -123,10 +122,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def chat(
-        profile: Annotated[str, typer.Option(
-            help="Preset whose artifacts to use.")] = "laptop",
-        artifacts_root: Annotated[str, typer.Option(
-            help="Artifact folder.")] = "_build/artifacts",
+        profile: Profile = "laptop",
+        artifacts_root: ArtifactsRoot = ARTIFACTS_ROOT,
         checkpoint: Annotated[Optional[Path], typer.Option(
             help="Chat model (default: checkpoints/sft).")] = None,
         tokenizer: Annotated[Optional[Path], typer.Option(

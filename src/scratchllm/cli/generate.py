@@ -6,19 +6,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from scratchllm.cli.errors import fail
+from scratchllm.cli.options import (ARTIFACTS_ROOT, ArtifactsRoot, Profile,
+                                    Threads)
 
-Profile = Annotated[str, typer.Option(
-    help="Which profile's artifacts to use: ci, laptop, gpu or cluster.")]
-ArtifactsRoot = Annotated[Path, typer.Option(
-    help="Folder holding one artifact folder per profile.")]
-Threads = Annotated[int, typer.Option(
-    min=1, help="CPU threads for PyTorch (1 is fastest for small models).")]
-
+if TYPE_CHECKING:
+    from scratchllm.model.gpt import GPT
+    from scratchllm.tokenizer import Tokenizer
 
 
 def load(
@@ -26,7 +24,7 @@ def load(
     artifacts_root: Path,
     checkpoint: Optional[Path],
     tokenizer: Optional[Path],
-) -> tuple[Any, Any]:
+) -> tuple[GPT, Tokenizer]:
     """The pretrained model and its tokenizer, or a readable error."""
     from scratchllm.train.checkpoint import (CheckpointError, load_model,
                                              matching_tokenizer)
@@ -69,7 +67,7 @@ def register(app: typer.Typer) -> None:
         stream: Annotated[bool, typer.Option(
             help="Print tokens as they are produced.")] = True,
         profile: Profile = "laptop",
-        artifacts_root: ArtifactsRoot = Path("_build/artifacts"),
+        artifacts_root: ArtifactsRoot = ARTIFACTS_ROOT,
         checkpoint: Annotated[Optional[Path], typer.Option(
             help="Checkpoint folder (default: the profile's pretrain "
             "run).")] = None,
@@ -96,10 +94,11 @@ def register(app: typer.Typer) -> None:
         except ValueError as error:
             fail(str(error))
         torch.set_num_threads(threads)
-        model, tok = load(profile, artifacts_root, checkpoint, tokenizer)
+        model, text_tokenizer = load(profile, artifacts_root, checkpoint,
+                                     tokenizer)
 
         def complete(text: str) -> None:
-            pieces = stream_text(model, tok, text, config)
+            pieces = stream_text(model, text_tokenizer, text, config)
             try:
                 if stream:
                     typer.echo(text, nl=False)
@@ -131,7 +130,7 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def evaluate(
         profile: Profile = "laptop",
-        artifacts_root: ArtifactsRoot = Path("_build/artifacts"),
+        artifacts_root: ArtifactsRoot = ARTIFACTS_ROOT,
         questions: Annotated[Optional[Path], typer.Option(
             help="Also score a multiple-choice JSONL file (our layout, "
             "HellaSwag's or ARC's).")] = None,

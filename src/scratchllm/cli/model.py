@@ -82,11 +82,12 @@ def info(
                    "params", "non-emb", "train FLOP/tok", "train memory"):
         table.add_column(column, justify="right")
     for row in rows:
-        c = row["config"]
+        shape = row["config"]
         table.add_row(
-            row["preset"], str(c["d_model"]), str(c["n_layers"]),
-            f"{c['n_heads']}/{c['n_kv_heads']}", str(c["vocab_size"]),
-            str(c["context_length"]), human(row["parameters"]),
+            row["preset"], str(shape["d_model"]), str(shape["n_layers"]),
+            f"{shape['n_heads']}/{shape['n_kv_heads']}",
+            str(shape["vocab_size"]), str(shape["context_length"]),
+            human(row["parameters"]),
             human(row["non_embedding_parameters"]),
             human(row["training_flops_per_token"], "FLOP"),
             human(row["training_memory_bytes"]["total"], "B"),
@@ -128,7 +129,7 @@ def export(
         loaded_tokenizer = matching_tokenizer(checkpoint, tokenizer)
     export_hf(model, out, tokenizer=loaded_tokenizer)
     typer.echo(f"wrote {out}: " + ", ".join(
-        sorted(p.name for p in out.iterdir())))
+        sorted(path.name for path in out.iterdir())))
     if check:
         import os
 
@@ -145,7 +146,7 @@ def export(
 
 
 @model_app.command("bench-attention")
-def bench_attention(
+def bench_attention_command(
     lengths: Annotated[str, typer.Option(
         help="Comma-separated sequence lengths.")] = "128,256,512,1024",
     heads: Annotated[int, typer.Option(
@@ -159,14 +160,11 @@ def bench_attention(
         min=0, help="CPU threads (0: leave PyTorch's default).")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
-    """Time forward + backward of from-scratch attention and SDPA."""
-    import statistics
-    import time
-
+    """Time forward + backward of from-scratch attention and SDPA, and
+    the memory each saves for backward (chapter 5)."""
     import torch
-    import torch.nn.functional as F
 
-    from scratchllm.model.attention import attention, causal_mask
+    from scratchllm.model.bench import bench_attention
 
     try:
         sizes = [int(n) for n in lengths.split(",") if n.strip()]
@@ -178,34 +176,17 @@ def bench_attention(
         fail("--device cuda, but no CUDA device is available")
     if threads:
         torch.set_num_threads(threads)
-
-    def scratch(q, k, v):
-        mask = causal_mask(q.shape[-2], k.shape[-2], q.device)
-        return attention(q, k, v, mask)[0]
-
-    def sdpa(q, k, v):
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-
-    def timed(function, q, k, v) -> float:
-        times = []
-        for _ in range(repeats + 1):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            function(q, k, v).sum().backward()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times[1:])
-
-    typer.echo(f"{'T':>7} {'scratch ms':>11} {'SDPA ms':>9} {'ratio':>6}")
-    for length in sizes:
-        q, k, v = (torch.randn(batch_size, heads, length, head_dim,
-                               device=device, requires_grad=True)
-                   for _ in range(3))
-        slow, fast = timed(scratch, q, k, v), timed(sdpa, q, k, v)
+    costs = bench_attention(sizes, heads=heads, head_dim=head_dim,
+                            batch_size=batch_size, repeats=repeats,
+                            device=device)
+    scratch, sdpa = costs["from scratch"], costs["SDPA"]
+    typer.echo(f"{'T':>7} {'scratch ms':>11} {'SDPA ms':>9} {'ratio':>6} "
+               f"{'scratch MiB':>12} {'SDPA MiB':>9}")
+    for row, length in enumerate(sizes):
+        slow, fast = scratch.seconds[row], sdpa.seconds[row]
         typer.echo(f"{length:>7} {1000 * slow:>11.2f} {1000 * fast:>9.2f} "
-                   f"{slow / fast:>6.1f}")
+                   f"{slow / fast:>6.1f} {scratch.megabytes[row]:>12.2f} "
+                   f"{sdpa.megabytes[row]:>9.2f}")
 
 
 def register(app: typer.Typer) -> None:

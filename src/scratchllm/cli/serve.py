@@ -5,27 +5,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from scratchllm.cli.errors import fail
+from scratchllm.cli.options import Threads
 
-Tokenizer = Annotated[Optional[Path], typer.Option(
+if TYPE_CHECKING:
+    import torch
+
+    from scratchllm.tokenizer import Tokenizer
+
+TokenizerFolder = Annotated[Optional[Path], typer.Option(
     help="Tokenizer folder (default: the artifacts' tokenizer-chat next to "
     "an sft checkpoint, else tokenizer).")]
 
 
-def positive_threads(threads: int) -> int:
-    """Refuse 0 or fewer threads before anything loads or listens."""
-    if threads < 1:
-        fail(f"--threads must be at least 1, got {threads}")
-    return threads
-
-
-Threads = Annotated[int, typer.Option(
-    help="CPU threads for PyTorch (1 is fastest for small models).",
-    callback=positive_threads)]
 Quantize = Annotated[str, typer.Option(
     help="Serve the weights as float32 (none), int8 or int4.")]
 
@@ -39,7 +35,7 @@ def default_tokenizer(checkpoint: Path) -> Path:
 
 
 def load(checkpoint: Path, tokenizer: Optional[Path], quantize: str = "none",
-         group_size: int = 64) -> tuple[Any, Any]:
+         group_size: int = 64) -> tuple[torch.nn.Module, Tokenizer]:
     """Model (optionally quantized) and tokenizer, or a one-line error."""
     from scratchllm.tokenizer import load_tokenizer
     from scratchllm.train.checkpoint import CheckpointError, load_model
@@ -53,11 +49,12 @@ def load(checkpoint: Path, tokenizer: Optional[Path], quantize: str = "none",
         fail(f"no tokenizer at {tokenizer}; pass --tokenizer")
     try:
         model, _ = load_model(checkpoint)
-        tok = load_tokenizer(tokenizer)
+        text_tokenizer = load_tokenizer(tokenizer)
     except (CheckpointError, ValueError, OSError, KeyError) as error:
         fail(str(error))
-    if tok.vocab_size > model.config.vocab_size:
-        fail(f"the tokenizer at {tokenizer} has {tok.vocab_size} tokens but "
+    if text_tokenizer.vocab_size > model.config.vocab_size:
+        fail(f"the tokenizer at {tokenizer} has "
+             f"{text_tokenizer.vocab_size} tokens but "
              f"the model only {model.config.vocab_size}: wrong pair?")
     if quantize != "none":
         from scratchllm.quantize.linear import quantize_model
@@ -66,7 +63,7 @@ def load(checkpoint: Path, tokenizer: Optional[Path], quantize: str = "none",
             model = quantize_model(model, bits, group_size)
         except ValueError as error:
             fail(str(error))
-    return model, tok
+    return model, text_tokenizer
 
 
 def check_address(host: str, port: int) -> None:
@@ -96,7 +93,7 @@ def register(app: typer.Typer) -> None:
     def serve(
         checkpoint: Annotated[Path, typer.Argument(
             help="Checkpoint folder (chapter 7's format).")],
-        tokenizer: Tokenizer = None,
+        tokenizer: TokenizerFolder = None,
         host: Annotated[str, typer.Option(
             help="Address to listen on (127.0.0.1: this machine only).")
         ] = "127.0.0.1",
@@ -121,10 +118,11 @@ def register(app: typer.Typer) -> None:
         from scratchllm.serve.engine import Engine
 
         torch.set_num_threads(threads)
-        model, tok = load(checkpoint, tokenizer, quantize)
+        model, text_tokenizer = load(checkpoint, tokenizer, quantize)
         check_address(host, port)
         name = model_name or checkpoint.resolve().name
-        app = create_app(Engine(model, max_batch, max_waiting), tok, name,
+        app = create_app(Engine(model, max_batch, max_waiting),
+                         text_tokenizer, name,
                          Limits(max_body_bytes=max_body_bytes))
         typer.echo(f"serving {name!r} at http://{host}:{port}/ "
                    f"(API under /v1)")
@@ -135,7 +133,7 @@ def register(app: typer.Typer) -> None:
     def serve_bench(
         checkpoint: Annotated[Path, typer.Argument(
             help="Checkpoint folder (chapter 7's format).")],
-        tokenizer: Tokenizer = None,
+        tokenizer: TokenizerFolder = None,
         requests: Annotated[int, typer.Option(min=1)] = 1000,
         concurrency: Annotated[int, typer.Option(min=1)] = 16,
         max_tokens: Annotated[int, typer.Option(min=1)] = 16,
@@ -154,8 +152,9 @@ def register(app: typer.Typer) -> None:
         from scratchllm.serve.load import compare_batching
 
         torch.set_num_threads(threads)
-        model, tok = load(checkpoint, tokenizer, quantize)
-        results = compare_batching(model, tok, LOAD_PROMPTS, requests,
+        model, text_tokenizer = load(checkpoint, tokenizer, quantize)
+        results = compare_batching(model, text_tokenizer, LOAD_PROMPTS,
+                                   requests,
                                    concurrency, max_tokens,
                                    baseline_requests)
         if as_json:
@@ -178,7 +177,7 @@ def register(app: typer.Typer) -> None:
     def quantize(
         checkpoint: Annotated[Path, typer.Argument(
             help="Checkpoint folder (chapter 7's format).")],
-        tokenizer: Tokenizer = None,
+        tokenizer: TokenizerFolder = None,
         tokens: Annotated[Optional[Path], typer.Option(
             help="Token shards to score (default: the artifacts' "
             "tokens/storyworld).")] = None,
@@ -199,7 +198,7 @@ def register(app: typer.Typer) -> None:
         from scratchllm.tokenizer.shards import read_split
 
         torch.set_num_threads(threads)
-        model, tok = load(checkpoint, tokenizer)
+        model, text_tokenizer = load(checkpoint, tokenizer)
         shards = tokens or (checkpoint.resolve().parent.parent / "tokens"
                             / "storyworld")
         try:
@@ -211,9 +210,9 @@ def register(app: typer.Typer) -> None:
         calibration = torch.from_numpy(
             train[:16 * window].astype(np.int64))
         calibration = calibration[:len(calibration) // window * window]
-        lengths = token_byte_lengths(tok)
+        lengths = token_byte_lengths(text_tokenizer)
         lengths = np.pad(lengths, (0, model.config.vocab_size - len(lengths)))
-        prompt = tok.encode("Once upon a time")
+        prompt = text_tokenizer.encode("Once upon a time")
         new_tokens = min(new_tokens,
                          model.config.context_length - len(prompt))
         variants = {"float32": model, "int8": quantize_model(model, 8)}
@@ -243,7 +242,7 @@ def register(app: typer.Typer) -> None:
             "--format", help="gguf or hf.")] = "gguf",
         kind: Annotated[str, typer.Option(
             "--type", help="GGUF tensor type: f32 or q8_0.")] = "f32",
-        tokenizer: Tokenizer = None,
+        tokenizer: TokenizerFolder = None,
     ) -> None:
         """Export a checkpoint as GGUF (llama.cpp) or a Hugging Face
         Llama folder."""
@@ -251,18 +250,19 @@ def register(app: typer.Typer) -> None:
             fail(f"--format must be gguf or hf, not {fmt!r}")
         if kind not in ("f32", "q8_0"):
             fail(f"--type must be f32 or q8_0, not {kind!r}")
-        model, tok = load(checkpoint, tokenizer)
+        model, text_tokenizer = load(checkpoint, tokenizer)
         try:
             if fmt == "hf":
                 from scratchllm.model.hf import export_hf
-                path = export_hf(model, output, tok)
+                path = export_hf(model, output, text_tokenizer)
             else:
                 from scratchllm.quantize.gguf import write_gguf
                 template = None
-                if "<|im_end|>" in tok.special_tokens:
+                if "<|im_end|>" in text_tokenizer.special_tokens:
                     from scratchllm.finetune.chat import CHAT_TEMPLATE
                     template = CHAT_TEMPLATE
-                path = write_gguf(model, tok, output, kind, template)
+                path = write_gguf(model, text_tokenizer, output, kind,
+                                  template)
         except (ValueError, OSError) as error:
             fail(str(error))
         typer.echo(f"wrote {path}")

@@ -181,8 +181,9 @@ def echo_ids(ids, tokenizer, show: bool, printed: list | None = None
 
     printed = printed if printed is not None else [0]
     if show:
-        for i in ids:
-            typer.echo(f"{i}\t{render_token(tokenizer.vocab[i])}")
+        for token_id in ids:
+            typer.echo(f"{token_id}\t"
+                       f"{render_token(tokenizer.vocab[token_id])}")
             printed[0] += 1
         return
     ids, separator = iter(ids), ""
@@ -247,7 +248,7 @@ def shard(
     index = write_shards(tokenizer, data_dir, out, names, shard_tokens,
                          workers)
     for split, entries in index["splits"].items():
-        tokens = sum(e["tokens"] for e in entries)
+        tokens = sum(entry["tokens"] for entry in entries)
         typer.echo(f"{split}: {len(entries)} shard(s), {tokens:,} tokens "
                    f"({index['dtype']}) in {out}")
 
@@ -284,7 +285,8 @@ def bench(
     if not 0 < megabytes < math.inf:
         fail(f"--megabytes must be positive, got {megabytes}")
     try:
-        sizes = [float(s) for s in stream_megabytes.split(",") if s.strip()]
+        sizes = [float(size) for size in stream_megabytes.split(",")
+                 if size.strip()]
     except ValueError:
         fail(f"--stream-megabytes must be numbers: {stream_megabytes}")
     if not all(0 < mb < math.inf for mb in sizes):

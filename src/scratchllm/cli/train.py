@@ -47,7 +47,8 @@ def register(app: typer.Typer) -> None:
 
         given = {"resume": resume, "overwrite": overwrite,
                  "artifacts_root": artifacts_root, "max_steps": max_steps}
-        overrides = {k: v for k, v in given.items() if v is not None}
+        overrides = {name: value for name, value in given.items()
+                     if value is not None}
         settings = (load_config(config, profile, **overrides) if config
                     else preset(profile or "laptop", **overrides))
         accelerator = None
@@ -106,10 +107,10 @@ def register(app: typer.Typer) -> None:
                      "it without a model size")
             typer.echo(f"prices as of {PRICES_AS_OF} (on-demand, USD per "
                        "device-hour; check current prices)")
-            for hw in HARDWARE.values():
-                typer.echo(f"  {hw.name:10s} {hw.peak_flops:9.3g} FLOP/s "
-                           f"{hw.memory_gb:5.0f} GB  ${hw.usd_per_hour:5.2f}"
-                           f"  {hw.note}")
+            for device in HARDWARE.values():
+                typer.echo(f"  {device.name:10s} {device.peak_flops:9.3g} "
+                           f"FLOP/s {device.memory_gb:5.0f} GB  "
+                           f"${device.usd_per_hour:5.2f}  {device.note}")
             return
         if len(sizes) > 1:
             fail(f"{' and '.join(sizes)} conflict: give one of "
@@ -122,37 +123,38 @@ def register(app: typer.Typer) -> None:
                  "--tokens), or --flops")
         try:
             if flops is not None:
-                n, d = CHINCHILLA_REFIT.compute_optimal(parse_count(flops))
+                size, data = CHINCHILLA_REFIT.compute_optimal(
+                    parse_count(flops))
                 typer.echo(f"compute-optimal for {parse_count(flops):.3g} "
                            f"FLOPs ({CHINCHILLA_REFIT.source}): "
-                           f"{n:.3g} params, {d:.3g} tokens")
+                           f"{size:.3g} params, {data:.3g} tokens")
             else:
                 if model is not None:
                     from scratchllm.model.config import ModelConfig
                     from scratchllm.model.estimate import count_parameters
 
-                    n = float(count_parameters(ModelConfig.preset(model)))
+                    size = float(count_parameters(ModelConfig.preset(model)))
                 else:
-                    n = parse_count(params)
-                d = parse_count(tokens) if tokens else 20 * n
-            e = estimate_run(n, d, hardware, devices, mfu)
+                    size = parse_count(params)
+                data = parse_count(tokens) if tokens else 20 * size
+            run = estimate_run(size, data, hardware, devices, mfu)
         except ValueError as error:
-            fail(f"error: {error}")
+            fail(str(error))
         typer.echo(
-            f"params {e.params:.3g}"
+            f"params {run.params:.3g}"
             + (f" (preset {model})" if model else "")
-            + f", tokens {e.tokens:.3g} "
-            f"({e.tokens / e.params:.0f} per param)\n"
-            f"compute  {e.flops:.3g} FLOPs (6 N D)\n"
-            f"memory   {e.state_gb:.3g} GB of training state (16 B/param, "
-            f"no activations); {e.state_gb_per_device:.3g} GB per device "
-            f"fully sharded: {'fits' if e.fits else 'does NOT fit'} in "
-            f"{HARDWARE[e.hardware].memory_gb:.0f} GB\n"
-            f"time     {e.hours:.3g} h on {e.devices} x {e.hardware} at "
-            f"{e.mfu:.0%} MFU\n"
-            f"cost     ${e.dollars:,.2f} at "
-            f"${HARDWARE[e.hardware].usd_per_hour:.2f} per device-hour "
-            f"(prices as of {e.prices_as_of})")
+            + f", tokens {run.tokens:.3g} "
+            f"({run.tokens / run.params:.0f} per param)\n"
+            f"compute  {run.flops:.3g} FLOPs (6 N D)\n"
+            f"memory   {run.state_gb:.3g} GB of training state (16 B/param, "
+            f"no activations); {run.state_gb_per_device:.3g} GB per device "
+            f"fully sharded: {'fits' if run.fits else 'does NOT fit'} in "
+            f"{HARDWARE[run.hardware].memory_gb:.0f} GB\n"
+            f"time     {run.hours:.3g} h on {run.devices} x {run.hardware} at "
+            f"{run.mfu:.0%} MFU\n"
+            f"cost     ${run.dollars:,.2f} at "
+            f"${HARDWARE[run.hardware].usd_per_hour:.2f} per device-hour "
+            f"(prices as of {run.prices_as_of})")
 
     @app.command("bench-train")
     def bench_train(
@@ -174,10 +176,9 @@ def register(app: typer.Typer) -> None:
         """Tokens/s and ms/step of the training step for named configs,
         with and without torch.compile, in fp32 and bf16."""
         import dataclasses
-        import statistics
 
         from scratchllm.model.config import ModelConfig
-        from scratchllm.train.bench import benchmark_step
+        from scratchllm.train.bench import benchmark_repeats
 
         if compile not in ("off", "on", "both"):
             fail("--compile must be off, on or both")
@@ -194,13 +195,13 @@ def register(app: typer.Typer) -> None:
                 fail(str(error))
             for kind in precision or ["fp32", "bf16"]:
                 for with_compile in compiled:
-                    runs = [benchmark_step(
-                        config, batch_size, context_length, kind,
-                        with_compile, steps=steps, device=device)
-                        for _ in range(repeats)]
-                    ms = statistics.median(r["ms_per_step"] for r in runs)
-                    rate = batch_size * context_length / (ms / 1000)
+                    figures = benchmark_repeats(
+                        config, repeats, batch_size=batch_size,
+                        context_length=context_length, precision=kind,
+                        compile=with_compile, steps=steps, device=device)
                     typer.echo(
                         f"{name:12s} {kind:9s} "
-                        f"{'yes' if with_compile else 'no':7s} {ms:9.1f} "
-                        f"{rate:10,.0f} {runs[0]['warmup_s']:9.1f}")
+                        f"{'yes' if with_compile else 'no':7s} "
+                        f"{figures['ms_per_step']:9.1f} "
+                        f"{figures['tokens_per_s']:10,.0f} "
+                        f"{figures['warmup_s']:9.1f}")

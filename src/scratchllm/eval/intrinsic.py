@@ -14,9 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from scratchllm.tokenizer import Tokenizer
+
 
 # book/07_pretraining.md § The loop
-def token_byte_lengths(tokenizer: Any) -> np.ndarray:
+def token_byte_lengths(tokenizer: Tokenizer) -> np.ndarray:
     """How many bytes of text each token id stands for (0 for the
     special tokens, which stand for no text)."""
     lengths = np.zeros(tokenizer.vocab_size, dtype=np.int64)
@@ -115,6 +117,7 @@ def evaluate_windows(
     return Intrinsic(tokens, text_bytes, nats)
 
 
+# book/07_pretraining.md § The loop
 def evaluate_split(
     model: torch.nn.Module,
     shards: list[np.ndarray],

@@ -16,6 +16,7 @@ import torch
 
 from scratchllm.generate.sampling import (SamplingConfig, choose_next,
                                           top_k_filter)
+from scratchllm.model.gpt import GPT
 
 # book/07_pretraining.md § The loop
 Chooser = Callable[[torch.Tensor], torch.Tensor]
@@ -23,7 +24,7 @@ Chooser = Callable[[torch.Tensor], torch.Tensor]
 
 @torch.no_grad()
 def decode_ids(
-    model: Any,
+    model: GPT,
     prompt_ids: list[int],
     max_new_tokens: int,
     choose: Chooser,
@@ -53,8 +54,9 @@ def decode_ids(
             logits = model(tokens)[:, -1]
 
 
+# book/07_pretraining.md § The loop
 def sample_ids(
-    model: torch.nn.Module,
+    model: GPT,
     prompt_ids: list[int],
     max_new_tokens: int,
     temperature: float = 0.8,

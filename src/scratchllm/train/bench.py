@@ -11,6 +11,7 @@ import torch
 
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
+from scratchllm.timing import median_seconds
 from scratchllm.train.loss import cross_entropy
 from scratchllm.train.optim import AdamW
 
@@ -45,22 +46,29 @@ def benchmark_step(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    def synchronise() -> None:
+    def finished_step() -> None:
+        one_step()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
     began = time.perf_counter()
     for _ in range(warmup):
-        one_step()
-    synchronise()
+        finished_step()
     warmup_seconds = time.perf_counter() - began
-    times = []
-    for _ in range(steps):
-        began = time.perf_counter()
-        one_step()
-        synchronise()
-        times.append(time.perf_counter() - began)
-    median = statistics.median(times)
+    median = median_seconds({"step": finished_step}, repeats=steps)["step"]
     return {"ms_per_step": 1000 * median,
             "tokens_per_s": batch_size * context_length / median,
             "warmup_s": warmup_seconds}
+
+
+# book/07_pretraining.md § How fast is the loop?
+def benchmark_repeats(model_config: ModelConfig, repeats: int = 3,
+                      **options: object) -> dict[str, float]:
+    """The median of each of `benchmark_step`'s figures over `repeats`
+    runs, each on a fresh model; `options` go to `benchmark_step`."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    runs = [benchmark_step(model_config, **options)
+            for _ in range(repeats)]
+    return {name: statistics.median(run[name] for run in runs)
+            for name in runs[0]}

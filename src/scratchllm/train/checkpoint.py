@@ -261,6 +261,7 @@ def checkpoint_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+# book/07_pretraining.md § Checkpoints that survive a kill
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read and verify a checkpoint (a run folder or one step folder)."""
     folder = resolve(path)

@@ -12,12 +12,8 @@ from typing import Any
 
 import yaml
 
+
 # book/07_pretraining.md § One training entry point
-PROFILES = ("ci", "laptop", "gpu", "cluster")
-PRECISIONS = ("fp32", "bf16", "fp16")
-SCHEDULES = ("cosine", "wsd")
-
-
 @dataclass
 class TrainConfig:
     """Everything that decides a pretraining run."""
@@ -26,9 +22,9 @@ class TrainConfig:
     artifacts_root: str = "_build/artifacts"
     dataset: str = "storyworld"
     run_name: str = "pretrain"
-    tokens_dir: str | None = None      # default: A/tokens/<dataset>
-    tokenizer_dir: str | None = None   # default: A/tokenizer
-    output_dir: str | None = None      # default: A/checkpoints/<run_name>
+    tokens_dir: str | None = None      # None: <artifacts>/tokens/<dataset>
+    tokenizer_dir: str | None = None   # None: <artifacts>/tokenizer
+    output_dir: str | None = None      # None: <artifacts>/checkpoints/...
     model: str = "ci"                  # a ModelConfig preset
     model_overrides: dict[str, Any] = field(default_factory=dict)
     context_length: int = 64
@@ -67,7 +63,7 @@ class TrainConfig:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
     def artifacts(self) -> Path:
-        """The profile's artifact folder, A."""
+        """The profile's artifact folder, artifacts_root/profile."""
         return Path(self.artifacts_root) / self.profile
 
     def tokens_path(self) -> Path:
@@ -90,6 +86,9 @@ class TrainConfig:
 
 
 # book/07_pretraining.md § One training entry point
+PROFILES = ("ci", "laptop", "gpu", "cluster")
+PRECISIONS = ("fp32", "bf16", "fp16")
+SCHEDULES = ("cosine", "wsd")
 POSITIVE = ("context_length", "batch_size", "max_steps", "log_every",
             "eval_every", "eval_tokens", "keep_checkpoints")
 
@@ -163,6 +162,7 @@ def preset(profile: str, **overrides: Any) -> TrainConfig:
                           **overrides})
 
 
+# book/07_pretraining.md § One training entry point
 def load_config(
     path: str | Path, profile: str | None = None, **overrides: Any
 ) -> TrainConfig:

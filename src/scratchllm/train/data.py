@@ -5,9 +5,31 @@
 """Random training windows from token shards, reproducible by step."""
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
+
+
+# book/07_pretraining.md § Feeding the model: random windows from the shards
+def window_starts(shards: Sequence[np.ndarray], window: int) -> list[int]:
+    """How many windows of `window` tokens start in each shard; a clear
+    error for a shard that is not a 1-D array of token ids, or when no
+    shard holds a whole window."""
+    for number, shard in enumerate(shards):
+        if shard.ndim != 1 or not np.issubdtype(shard.dtype, np.integer):
+            raise ValueError(
+                f"shard {number} must be a 1-D array of token ids, got "
+                f"shape {shard.shape} and dtype {shard.dtype}"
+            )
+    starts = [max(len(shard) - window + 1, 0) for shard in shards]
+    if sum(starts) == 0:
+        longest = max((len(shard) for shard in shards), default=0)
+        raise ValueError(
+            f"no shard holds a window of {window} tokens (the longest "
+            f"has {longest}): use a shorter context or more data"
+        )
+    return starts
 
 
 # book/07_pretraining.md § Feeding the model: random windows from the shards
@@ -31,20 +53,7 @@ class WindowSampler:
                 "context_length and batch_size must be positive, got "
                 f"{context_length} and {batch_size}"
             )
-        for number, shard in enumerate(shards):
-            if shard.ndim != 1 or not np.issubdtype(shard.dtype, np.integer):
-                raise ValueError(
-                    f"shard {number} must be a 1-D array of token ids, got "
-                    f"shape {shard.shape} and dtype {shard.dtype}"
-                )
-        window = context_length + 1
-        starts = [max(len(shard) - window + 1, 0) for shard in shards]
-        if sum(starts) == 0:
-            longest = max((len(shard) for shard in shards), default=0)
-            raise ValueError(
-                f"no shard holds a window of {window} tokens (the longest "
-                f"has {longest}): use a shorter context or more data"
-            )
+        starts = window_starts(shards, context_length + 1)
         self.shards = list(shards)
         self.context_length = context_length
         self.batch_size = batch_size
@@ -73,3 +82,15 @@ class WindowSampler:
         ]
         tokens = torch.from_numpy(np.stack(picked).astype(np.int64))
         return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+
+
+# book/07_pretraining.md § The loop
+class Batches(Protocol):
+    """What the training loop needs of its data (`WindowSampler` is
+    one): inputs and next-token targets, [rows, T] each, of batch
+    `step`."""
+
+    def batch(self, step: int, rows: slice = slice(None)
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of batch `step`, rows `rows` only."""
+        ...

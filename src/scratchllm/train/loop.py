@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,15 +37,18 @@ from scratchllm.train.checkpoint import (Checkpoint, CheckpointError,
                                          restore_rng, save_checkpoint,
                                          scatter_state)
 from scratchllm.train.config import TrainConfig
-from scratchllm.train.data import WindowSampler
+from scratchllm.train.data import Batches, WindowSampler
 from scratchllm.train.loss import cross_entropy
 from scratchllm.train.monitor import (JsonlLog, detect_hardware, read_log,
                                       training_flops_per_token)
 from scratchllm.train.optim import (AdamW, clip_grad_norm, warmup_cosine,
                                     warmup_stable_decay)
 
-
 # book/07_pretraining.md § The loop
+if TYPE_CHECKING:  # Accelerate is needed only to run on many devices
+    from accelerate import Accelerator
+
+
 def read_index(tokens_dir: Path) -> dict[str, Any]:
     """The shards' index.json, with a clear error when it is missing."""
     path = Path(tokens_dir) / "index.json"
@@ -69,6 +72,7 @@ def read_tokenizer(folder: Path) -> Tokenizer:
     return load_tokenizer(folder)
 
 
+# book/07_pretraining.md § The loop
 def build_model(
     config: TrainConfig, vocab_size: int
 ) -> tuple[GPT, ModelConfig]:
@@ -93,6 +97,7 @@ def parameter_groups(
     ]
 
 
+# book/07_pretraining.md § The loop
 def learning_rate(config: TrainConfig, step: int) -> float:
     """The scheduled learning rate of `step`."""
     shape = {"peak_lr": config.lr, "warmup_steps": config.warmup_steps,
@@ -106,7 +111,8 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 # book/07_pretraining.md § The loop
-def pick_device(config: TrainConfig, accelerator: Any) -> torch.device:
+def pick_device(config: TrainConfig,
+                accelerator: "Accelerator | None") -> torch.device:
     """The accelerator's device, or the config's ('auto': GPU if any)."""
     if accelerator is not None:
         return accelerator.device
@@ -116,7 +122,9 @@ def pick_device(config: TrainConfig, accelerator: Any) -> torch.device:
 
 
 def autocast_factory(
-    config: TrainConfig, device: torch.device, accelerator: Any
+    config: TrainConfig,
+    device: torch.device,
+    accelerator: "Accelerator | None",
 ) -> Callable[[], contextlib.AbstractContextManager]:
     """A function returning the autocast context of each forward pass."""
     if accelerator is not None:
@@ -140,6 +148,7 @@ def autocast_factory(
     return lambda: torch.autocast(device.type, dtype=dtype)
 
 
+# book/07_pretraining.md § The loop
 @dataclass(frozen=True)
 class BatchLayout:
     """How one global batch is split: rows per process, micro-batches."""
@@ -156,7 +165,8 @@ class BatchLayout:
         return slice(first, first + self.micro_batch)
 
 
-def batch_layout(config: TrainConfig, accelerator: Any) -> BatchLayout:
+def batch_layout(config: TrainConfig,
+                 accelerator: "Accelerator | None") -> BatchLayout:
     """Split `config.batch_size` over processes and micro-batches."""
     processes = accelerator.num_processes if accelerator else 1
     rank = accelerator.process_index if accelerator else 0
@@ -176,32 +186,50 @@ def batch_layout(config: TrainConfig, accelerator: Any) -> BatchLayout:
 
 
 # book/07_pretraining.md § The loop
+class LaunchAware:
+    """The parts of a step that depend on how the run was launched: under
+    Accelerate, with float16's gradient scaler, or plain. `Run` holds
+    the attributes they use."""
+
+    def no_sync(self, last: bool) -> contextlib.AbstractContextManager:
+        """Skip the gradient all-reduce on all but the last micro-batch."""
+        if self.accelerator is None or last:
+            return contextlib.nullcontext()
+        return self.accelerator.no_sync(self.model)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward, through Accelerate or the fp16 scaler when used."""
+        if self.accelerator is not None:
+            self.accelerator.backward(loss)
+        elif self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def clip(self) -> torch.Tensor:
+        """Clip the gradient norm (with grad_clip 0, only measure it)."""
+        limit = self.config.grad_clip or math.inf
+        if self.accelerator is not None:
+            return self.accelerator.clip_grad_norm_(
+                self.model.parameters(), limit)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        return clip_grad_norm(self.raw_model.parameters(), limit)
+
+
+# book/07_pretraining.md § The loop
 @dataclass
-class TrainResult:
-    """What a finished run reports."""
-
-    run_dir: Path
-    steps: int
-    tokens: int
-    train_loss: float
-    val_loss: float
-    val_bits_per_byte: float
-    seconds: float
-    model: torch.nn.Module
-
-
-@dataclass
-class Run:
+class Run(LaunchAware):
     """The state of one run while `pretrain` drives it."""
 
     config: TrainConfig
-    accelerator: Any
+    accelerator: "Accelerator | None"
     index: dict[str, Any]
     model_config: ModelConfig
     raw_model: torch.nn.Module     # the GPT itself, for eval and saving
     model: torch.nn.Module         # what trains: compiled and/or wrapped
     optimizer: torch.optim.Optimizer
-    sampler: WindowSampler
+    sampler: Batches
     val_shards: list[np.ndarray]
     tokenizer: Tokenizer
     byte_lengths: np.ndarray       # bytes of text per token id
@@ -250,31 +278,6 @@ class Run:
         self.optimizer.zero_grad(set_to_none=True)
         return total
 
-    def no_sync(self, last: bool) -> contextlib.AbstractContextManager:
-        """Skip the gradient all-reduce on all but the last micro-batch."""
-        if self.accelerator is None or last:
-            return contextlib.nullcontext()
-        return self.accelerator.no_sync(self.model)
-
-    def backward(self, loss: torch.Tensor) -> None:
-        """Backward, through Accelerate or the fp16 scaler when used."""
-        if self.accelerator is not None:
-            self.accelerator.backward(loss)
-        elif self.scaler is not None:
-            self.scaler.scale(loss).backward()
-        else:
-            loss.backward()
-
-    def clip(self) -> torch.Tensor:
-        """Clip the gradient norm (with grad_clip 0, only measure it)."""
-        limit = self.config.grad_clip or math.inf
-        if self.accelerator is not None:
-            return self.accelerator.clip_grad_norm_(
-                self.model.parameters(), limit)
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-        return clip_grad_norm(self.raw_model.parameters(), limit)
-
 
 # book/07_pretraining.md § The loop
 def report(run: Run, done: int, losses: list[torch.Tensor],
@@ -305,6 +308,7 @@ def report(run: Run, done: int, losses: list[torch.Tensor],
     return record
 
 
+# book/07_pretraining.md § The loop
 def validate(run: Run) -> Intrinsic:
     """Score the validation windows; with several processes each scores
     its share and the exact counts are added up."""
@@ -416,6 +420,7 @@ def resume(run: Run) -> int:
     return checkpoint.step
 
 
+# book/07_pretraining.md § The loop
 def start_fresh(run_dir: Path, overwrite: bool) -> None:
     """Remove an earlier run's checkpoints and log from `run_dir`; refuse
     unless `overwrite` when there are any."""
@@ -457,6 +462,7 @@ def check_unchanged(config: TrainConfig, saved: dict[str, Any],
             "(another run_name, or --overwrite)")
 
 
+# book/07_pretraining.md § The loop
 def latest_intact(run_dir: Path) -> Checkpoint:
     """The latest checkpoint, or, when it is damaged, the newest intact
     one before it (with a note saying so)."""
@@ -504,6 +510,22 @@ def due(done: int, every: int, last: int) -> bool:
     return done == last or (every > 0 and done % every == 0)
 
 
+# book/07_pretraining.md § The loop
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    run_dir: Path
+    steps: int
+    tokens: int
+    train_loss: float
+    val_loss: float
+    val_bits_per_byte: float
+    seconds: float
+    model: torch.nn.Module
+
+
+# book/07_pretraining.md § The loop
 def run_steps(
     run: Run,
     start: int,
@@ -550,8 +572,9 @@ def run_steps(
 
 
 # book/07_pretraining.md § The loop
-def assemble(config: TrainConfig, accelerator: Any,
-             model: GPT | None = None, batches: Any = None) -> Run:
+def assemble(config: TrainConfig, accelerator: "Accelerator | None",
+             model: GPT | None = None,
+             batches: Batches | None = None) -> Run:
     """The data, model, optimiser and device of a run, ready to train;
     `model` replaces the fresh model and `batches` the window sampler."""
     index = read_index(config.tokens_path())
@@ -589,10 +612,10 @@ def assemble(config: TrainConfig, accelerator: Any,
 # book/07_pretraining.md § The loop
 def pretrain(
     config: TrainConfig,
-    accelerator: Any = None,
+    accelerator: "Accelerator | None" = None,
     on_step: Callable[[int, dict[str, Any]], None] | None = None,
     model: GPT | None = None,
-    batches: Any = None,
+    batches: Batches | None = None,
 ) -> TrainResult:
     """Train a GPT on token shards, or with `config.resume` continue the
     run in `config.run_path()`; `accelerator` is an optional

@@ -44,6 +44,7 @@ HARDWARE = {
 }
 
 
+# book/07_pretraining.md § Monitoring
 def training_flops_per_token(
     params: int, n_layers: int, d_model: int, context_length: int
 ) -> float:

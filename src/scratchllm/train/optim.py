@@ -126,6 +126,7 @@ def warmup_cosine(
     return min_lr + (peak_lr - min_lr) * cosine
 
 
+# book/07_pretraining.md § Learning-rate schedules
 def warmup_stable_decay(
     step: int,
     *,

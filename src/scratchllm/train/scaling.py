@@ -136,6 +136,7 @@ def estimate_run(
         devices=devices, mfu=mfu, prices_as_of=PRICES_AS_OF)
 
 
+# book/07_pretraining.md § What will it cost? An estimator
 def parse_count(text: str | float) -> float:
     """'124M' -> 1.24e8, '2.5B' -> 2.5e9, '1e21' -> 1e21."""
     if isinstance(text, (int, float)):
