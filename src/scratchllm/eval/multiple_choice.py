@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 import numpy as np
 
+from scratchllm.model.gpt import GPT
+from scratchllm.tokenizer.bpe import Tokenizer
 from scratchllm.data.storyworld import split_sentences
 
 
@@ -91,7 +93,7 @@ Scorer = Callable[[Question], list[tuple[float, int]]]
 
 @torch.no_grad()
 def choice_scores(
-    model: Any, tokenizer: Any, question: Question
+    model: GPT, tokenizer: Tokenizer, question: Question
 ) -> list[tuple[float, int]]:
     """(log-likelihood in nats, bytes) of each choice after the context;
     the context is cut from the left if it does not fit."""
@@ -138,7 +140,7 @@ class Unigram:
         return cls(np.log(counts / counts.sum()))
 
     def choice_scores(
-        self, tokenizer: Any, question: Question
+        self, tokenizer: Tokenizer, question: Question
     ) -> list[tuple[float, int]]:
         """(log-probability in nats, bytes) of each choice on its own."""
         return [(float(self.log_probs[tokenizer.encode_ordinary(c)].sum()),
@@ -151,7 +153,7 @@ def without_context(question: Question) -> Question:
 
 
 def context_free_scorers(
-    model: Any, tokenizer: Any, unigram: Unigram
+    model: GPT, tokenizer: Tokenizer, unigram: Unigram
 ) -> dict[str, Scorer]:
     """The two baselines that never see the context."""
     return {
@@ -279,7 +281,7 @@ def evaluate_scorer(
 
 
 def evaluate_choices(
-    model: Any, tokenizer: Any, questions: list[Question]
+    model: GPT, tokenizer: Tokenizer, questions: list[Question]
 ) -> ChoiceResult:
     """Answer every question with the likeliest choice under the model."""
     return evaluate_scorer(lambda q: choice_scores(model, tokenizer, q),

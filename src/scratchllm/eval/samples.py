@@ -6,11 +6,12 @@
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 from scratchllm.data.storyworld import split_sentences
 from scratchllm.generate.batch import generate_batch
 from scratchllm.generate.sampling import SamplingConfig
+from scratchllm.model.gpt import GPT
+from scratchllm.tokenizer.bpe import Tokenizer
 
 # book/09_generation_evaluation.md § Sample quality: grammar, repetition, dive…
 WORD = re.compile(r"\w+|[^\w\s]")
@@ -59,7 +60,7 @@ def repetition_rate(text: str, n: int = 4) -> float:
 
 
 def sample_stories(
-    model: Any, tokenizer: Any, count: int, config: SamplingConfig
+    model: GPT, tokenizer: Tokenizer, count: int, config: SamplingConfig
 ) -> list[str]:
     """count stories sampled from scratch (after <|endoftext|>),
     generated as one batch, each cut at its own <|endoftext|>."""
