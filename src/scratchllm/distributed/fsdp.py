@@ -12,25 +12,22 @@ import torch
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
-from scratchllm.distributed.ranks import rank, world_size
 from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer.shards import read_split
+from scratchllm.train.config import TrainConfig
+from scratchllm.train.data import WindowSampler
+from scratchllm.train.loop import build_model, parameter_groups, read_index
+from scratchllm.train.optim import AdamW
+from scratchllm.distributed.ranks import rank, world_size
+from scratchllm.train.loss import cross_entropy
+from scratchllm.distributed.ranks import rank
 from scratchllm.train.checkpoint import (
     gather_state,
     load_checkpoint,
     save_checkpoint,
     scatter_state,
 )
-from scratchllm.train.config import TrainConfig
-from scratchllm.train.data import WindowSampler
-from scratchllm.train.loop import (
-    build_model,
-    every_rng,
-    parameter_groups,
-    read_index,
-)
-from scratchllm.train.loss import cross_entropy
-from scratchllm.train.optim import AdamW
+from scratchllm.train.loop import every_rng
 
 
 # book/08_scaling_out.md § Sharding: ZeRO-3 and FSDP
@@ -55,6 +52,7 @@ def make_optimizer(
                  lr=config.lr, betas=config.betas, eps=config.eps)
 
 
+# book/08_scaling_out.md § Sharding: ZeRO-3 and FSDP
 def train_steps(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -88,6 +86,7 @@ def train_steps(
     return losses
 
 
+# book/08_scaling_out.md § Sharding: ZeRO-3 and FSDP
 def shard_model(model: GPT) -> GPT:
     """Shard `model` over the process group, FSDP2-style: one unit per
     block, and the root for embeddings, final norm and output."""

@@ -5,18 +5,18 @@
 """Start a program on N processes with `accelerate launch`, with a
 timeout and a clean teardown of every process it started."""
 
-import json
 import os
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
+import json
+import shutil
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+import signal
+import subprocess
+import time
 
 import torch
 
@@ -56,6 +56,7 @@ def launch_environment(
     return env
 
 
+# book/08_scaling_out.md § Starting processes
 def worker_command() -> list[str]:
     """`scratchllm distributed worker`, from this Python's environment."""
     beside = Path(sys.executable).with_name("scratchllm")
@@ -89,6 +90,7 @@ def set_options(values: dict[str, Any]) -> list[str]:
             for key, value in values.items()]
 
 
+# book/08_scaling_out.md § Starting processes
 def launch(
     arguments: Sequence[str],
     processes: int,
