@@ -12,6 +12,7 @@ import json
 import multiprocessing
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -51,6 +52,7 @@ def _encode_batch(texts: list[str]) -> tuple[np.ndarray, int, int]:
     return np.array(ids, dtype=dtype), len(texts), size
 
 
+# book/03_tokenization.md § Token shards for pretraining
 def iter_jsonl_texts(path: Path) -> Iterator[str]:
     """The ``text`` field of each line of a JSONL file, lazily; a line
     that is not UTF-8 or not JSON is refused with its number."""

@@ -183,6 +183,7 @@ def merge_everywhere(table: PairTable, pair: str, new: str) -> None:
         table.recount(w, word, new)
 
 
+# book/03_tokenization.md § Training, fast
 @contextmanager
 def cycle_collector_paused() -> Iterator[None]:
     """Pause Python's cycle collector, and restore it afterwards."""
