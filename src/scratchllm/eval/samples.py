@@ -14,9 +14,6 @@ from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer.bpe import Tokenizer
 
 # book/09_generation_evaluation.md § Sample quality: grammar, repetition, dive…
-WORD = re.compile(r"\w+|[^\w\s]")
-
-
 COMPLETE = re.compile(r"[.!?][\"']?$")
 
 
@@ -32,6 +29,10 @@ def acceptance(
     """(accepted, total) complete sentences of texts under a validator."""
     found = [s for text in texts for s in sentences(text)]
     return sum(bool(accepts(s)) for s in found), len(found)
+
+
+# book/09_generation_evaluation.md § Sample quality: grammar, repetition, dive…
+WORD = re.compile(r"\w+|[^\w\s]")
 
 
 def ngrams(text: str, n: int) -> list[tuple[str, ...]]:
@@ -59,6 +60,7 @@ def repetition_rate(text: str, n: int = 4) -> float:
     return repeats / len(grams)
 
 
+# book/09_generation_evaluation.md § Sample quality: grammar, repetition, dive…
 def sample_stories(
     model: GPT, tokenizer: Tokenizer, count: int, config: SamplingConfig
 ) -> list[str]:
