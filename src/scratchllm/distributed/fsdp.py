@@ -28,6 +28,7 @@ from scratchllm.train.checkpoint import (
     scatter_state,
 )
 from scratchllm.train.loop import every_rng
+from scratchllm.train.checkpoint import load_checkpoint, scatter_state
 
 
 # book/08_scaling_out.md § Sharding: ZeRO-3 and FSDP
@@ -127,6 +128,7 @@ def largest_gap(one: dict, other: dict) -> float:
     return max((one[k] - other[k]).abs().max().item() for k in one)
 
 
+# book/08_scaling_out.md § Sharding: ZeRO-3 and FSDP
 def fsdp_check(config: TrainConfig, folder: Path) -> dict[str, float]:
     """Train a sharded copy, checkpoint it to folder/fsdp, reload that
     into a fresh sharded copy, and take one more step with both."""
