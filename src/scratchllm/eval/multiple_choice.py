@@ -5,8 +5,8 @@
 """Multiple-choice evaluation by log-likelihood (HellaSwag/ARC style),
 with context-free baselines and confidence intervals."""
 
-import json
 from dataclasses import dataclass
+import json
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
@@ -47,6 +47,7 @@ class Question:
                              f"one of the {len(self.choices)} choices")
 
 
+# book/09_generation_evaluation.md § Benchmark-style evaluation: multiple choi…
 def parse_question(record: dict[str, Any]) -> Question:
     """One JSON record in our layout, HellaSwag's or ARC's."""
     if {"context", "choices", "answer"} <= set(record):
