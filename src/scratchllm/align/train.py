@@ -8,7 +8,7 @@ minimises an alignment objective, and the function that starts one."""
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -32,6 +32,9 @@ from scratchllm.train.loop import (
 from scratchllm.train.optim import AdamW
 
 # book/11_alignment.md § Chapter 7's loop, with another objective
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
 Objective = Callable[[torch.nn.Module, Any], torch.Tensor]
 
 
@@ -70,7 +73,7 @@ def align(
     sampler: Any,
     objective: Objective,
     tokenizer: Tokenizer,
-    accelerator: Any = None,
+    accelerator: "Accelerator | None" = None,
 ) -> TrainResult:
     """Train `model` (in place) on `objective` over the sampler's batches
     with chapter 7's loop; checkpoints go to `config.run_path()`. The
