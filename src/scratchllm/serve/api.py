@@ -22,9 +22,11 @@ from starlette.exceptions import HTTPException
 from scratchllm.finetune.chat import end_of_turn_id, render_chat
 from scratchllm.generate.decode import encode_prompt
 from scratchllm.generate.sampling import SamplingConfig
+from scratchllm.model.gpt import GPT
 from scratchllm.serve.engine import Engine, EngineBusy, EngineClosed, Job
 from scratchllm.serve.page import CHAT_PAGE
 from scratchllm.serve.text import TextStream
+from scratchllm.tokenizer.bpe import Tokenizer
 
 
 # book/12_deployment.md § The HTTP layer
@@ -136,7 +138,7 @@ def sampling(body: Settings, default_tokens: int,
         stop=tuple(stop), seed=seed)
 
 
-def prompt_ids(tokenizer: Any, model: Any, text: str) -> list[int]:
+def prompt_ids(tokenizer: Tokenizer, model: GPT, text: str) -> list[int]:
     """Token ids of a prompt, or ApiError 400 saying what is wrong."""
     try:
         return encode_prompt(tokenizer, text, model)
@@ -146,7 +148,7 @@ def prompt_ids(tokenizer: Any, model: Any, text: str) -> list[int]:
         raise ApiError(400, str(error), param="prompt", code=code) from None
 
 
-def chat_ids(tokenizer: Any, model: Any, messages: list[Message]
+def chat_ids(tokenizer: Tokenizer, model: GPT, messages: list[Message]
              ) -> tuple[list[int], int]:
     """Token ids of a conversation in chapter 10's chat format, and the
     end-of-turn id; ApiError 400 if the tokenizer has no chat tokens."""
@@ -168,8 +170,9 @@ def chat_ids(tokenizer: Any, model: Any, messages: list[Message]
 class Run:
     """One job's output, handed from the engine thread to the loop."""
 
-    def __init__(self, engine: Engine, tokenizer: Any, ids: list[int],
-                 config: SamplingConfig, stop_ids: set[int]) -> None:
+    def __init__(self, engine: Engine, tokenizer: Tokenizer,
+                 ids: list[int], config: SamplingConfig,
+                 stop_ids: set[int]) -> None:
         self.loop = asyncio.get_running_loop()
         self.events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.text = TextStream(tokenizer, config.stop)
@@ -278,7 +281,7 @@ async def respond(run: Run, body: Settings, model_name: str,
 
 
 # book/12_deployment.md § The HTTP layer
-def add_routes(app: FastAPI, engine: Engine, tokenizer: Any,
+def add_routes(app: FastAPI, engine: Engine, tokenizer: Tokenizer,
                model_name: str, limits: Limits) -> None:
     """The OpenAI routes, /health and the chat page."""
     model = engine.model
@@ -330,7 +333,7 @@ def add_routes(app: FastAPI, engine: Engine, tokenizer: Any,
 
 
 # book/12_deployment.md § The HTTP layer
-def create_app(engine: Engine, tokenizer: Any, model_name: str,
+def create_app(engine: Engine, tokenizer: Tokenizer, model_name: str,
                limits: Limits = Limits()) -> FastAPI:
     """The OpenAI-compatible app serving engine's model."""
 
