@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -104,6 +105,7 @@ def align(
     return run_steps(run, 0, None)
 
 
+# book/11_alignment.md § Chapter 7's loop, with another objective
 def align_config(profile: str, run_name: str, artifacts_root: str,
                  context_length: int, **overrides: Any) -> TrainConfig:
     """A TrainConfig for an alignment run: fp32, no text samples, one

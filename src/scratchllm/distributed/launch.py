@@ -137,6 +137,7 @@ def launch(
     return result
 
 
+# book/08_scaling_out.md § Starting processes
 def stop(child: subprocess.Popen, grace: float = 5.0) -> str:
     """Terminate the session of `child` (every process it started),
     then kill what is left; return the output read so far."""

@@ -365,6 +365,7 @@ def consistency_question(
     return Question(context, choices, answer)
 
 
+# book/09_generation_evaluation.md § A StoryWorld task whose answers we know
 def story_questions(
     records: list[dict[str, Any]], count: int, n_choices: int = 4,
     seed: int = 0, matched: bool = True,

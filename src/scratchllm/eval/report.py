@@ -148,6 +148,7 @@ def evaluate_checkpoint(
     return report
 
 
+# book/09_generation_evaluation.md § The evaluation report and the command line
 def write_report(report: dict[str, Any], folder: str | Path) -> Path:
     """Write report.json into folder; return its path."""
     path = Path(folder) / "report.json"

@@ -21,6 +21,7 @@ from scratchllm.data.atomic import (atomic_folder, claim_folder,
                                     sha256_file, write_json_atomic)
 from scratchllm.data.pipeline import batched, verify_split
 from scratchllm.tokenizer.bpe import Tokenizer, valid_unicode
+from scratchllm.data.atomic import sha256_file
 
 # book/03_tokenization.md § Token shards for pretraining
 _worker_encoder = None
@@ -155,6 +156,7 @@ def write_shards(tokenizer: Tokenizer, data_dir: str | Path,
     return index
 
 
+# book/03_tokenization.md § Token shards for pretraining
 class ShardError(ValueError):
     """Token shards that do not match their index."""
 

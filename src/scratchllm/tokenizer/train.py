@@ -10,6 +10,7 @@ Scratch*.
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 import heapq
 from collections import defaultdict
 import gc
@@ -53,6 +54,7 @@ def merges_needed(vocab_size: int, special_tokens: Sequence[str]) -> int:
     return merges
 
 
+# book/03_tokenization.md § Training, slowly
 def learn_merges_naive(pretokens: Mapping[str, int],
                        num_merges: int) -> list[Pair]:
     """Reference BPE: recount all pairs for every merge. Ties go to the
