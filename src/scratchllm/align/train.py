@@ -36,6 +36,9 @@ from scratchllm.train.optim import AdamW
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
+    from scratchllm.align.dpo import PairSampler
+    from scratchllm.align.grpo import GroupSampler
+
 Objective = Callable[[torch.nn.Module, Any], torch.Tensor]
 
 
@@ -71,7 +74,7 @@ def align(
     config: TrainConfig,
     model: torch.nn.Module,
     model_config: ModelConfig,
-    sampler: Any,
+    sampler: "PairSampler | GroupSampler",
     objective: Objective,
     tokenizer: Tokenizer,
     accelerator: "Accelerator | None" = None,

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
@@ -85,6 +85,9 @@ class ApiError(Exception):
         return JSONResponse(self.body(), status_code=self.status)
 
 
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one request may ask of the server."""
@@ -94,8 +97,8 @@ class Limits:
     default_max_tokens: int = 16
 
 
-async def read_request(request: Request, schema: type[BaseModel],
-                       limits: Limits) -> Any:
+async def read_request(request: Request, schema: type[RequestT],
+                       limits: Limits) -> RequestT:
     """The body parsed into schema, or an ApiError: too large (413),
     not JSON or not matching the schema (400)."""
     declared = request.headers.get("content-length", "0")
@@ -243,7 +246,7 @@ def choice(chat: bool, text: str | None, reason: str | None,
 
 
 async def respond(run: Run, body: Settings, model_name: str,
-                  chat: bool) -> Any:
+                  chat: bool) -> dict[str, Any] | StreamingResponse:
     """The JSON response, or an SSE stream of chunks ending in [DONE]."""
     head = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}",
             "created": int(time.time()), "model": model_name}
