@@ -161,6 +161,24 @@ def test_each_block_names_its_chapter_and_section(mini: Path) -> None:
     assert more.endswith(reference + "\nQUADRUPLE = double(double(1))\n")
 
 
+def test_imports_from_one_module_are_merged_sorted_and_wrapped() -> None:
+    merged = tangle.merge_imports([
+        "from pathlib import Path", "import torch", "import json",
+        "from scratchllm.model.gpt import GPT, forward_tokens",
+        "from pathlib import PurePath, Path",
+        "from scratchllm.model.gpt import (ModelConfig, MAX_CONTEXT,\n"
+        "    count_parameters_and_buffers_in_a_long_name as count)",
+    ])
+    assert tangle.import_groups(merged) == [
+        ["import json", "from pathlib import Path, PurePath"],
+        ["import torch"],
+        ["from scratchllm.model.gpt import (GPT, MAX_CONTEXT, ModelConfig,\n"
+         "                                  "
+         "count_parameters_and_buffers_in_a_long_name as count,\n"
+         "                                  forward_tokens)"],
+    ]
+
+
 def test_tangle_is_deterministic_and_check_passes(mini: Path) -> None:
     tangle.tangle(mini)
     first = {

@@ -13,12 +13,7 @@ from typing import Any
 
 import torch
 
-from scratchllm.align.dpo import (
-    Sequences,
-    encode_answer,
-    pad,
-    token_logprobs,
-)
+from scratchllm.align.dpo import Sequences, encode_answer, pad, token_logprobs
 from scratchllm.align.preferences import Request, true_reward
 from scratchllm.align.sampling import answer_text, fits, sample_answers
 from scratchllm.finetune.chat import ChatExample, end_of_turn_id

@@ -17,12 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scratchllm.data import lexicon
-from scratchllm.data.storyworld import (
-    StoryWorld,
-    is_grammatical,
-    split_sentences,
-    with_articles,
-)
+from scratchllm.data.storyworld import (StoryWorld, is_grammatical,
+                                        split_sentences, with_articles)
 
 # book/11_alignment.md § A reward we can compute
 REQUEST = "Write the start of a story about {hero}."

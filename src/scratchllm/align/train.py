@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from typing import Any
 
 import torch
 
@@ -18,18 +17,10 @@ from scratchllm.model.config import ModelConfig
 from scratchllm.tokenizer import Tokenizer
 from scratchllm.tokenizer.shards import read_split
 from scratchllm.train.config import TrainConfig
-from scratchllm.train.loop import (
-    Run,
-    TrainResult,
-    autocast_factory,
-    batch_layout,
-    learning_rate,
-    parameter_groups,
-    pick_device,
-    read_index,
-    run_steps,
-    start_fresh,
-)
+from scratchllm.train.loop import (Run, TrainResult, autocast_factory,
+                                   batch_layout, learning_rate,
+                                   parameter_groups, pick_device, read_index,
+                                   run_steps, start_fresh)
 from scratchllm.train.optim import AdamW
 
 # book/11_alignment.md § Chapter 7's loop, with another objective

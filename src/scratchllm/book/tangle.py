@@ -104,9 +104,60 @@ def last_heading(markdown: str, current: str) -> str:
     return titles[-1] if titles else current
 
 
+def merge_imports(imports: list[str]) -> list[str]:
+    """Join ``from m import a`` and ``from m import b`` from different
+    cells into one statement; other imports pass through unchanged."""
+    names: dict[str, list[str]] = {}
+    merged: list[str] = []
+    for statement in imports:
+        node = ast.parse(statement).body[0]
+        if not isinstance(node, ast.ImportFrom) or node.level:
+            merged.append(statement)
+            continue
+        module = node.module or ""
+        if module not in names:
+            names[module] = []
+            merged.append(module)
+        for alias in node.names:
+            name = alias.name + (f" as {alias.asname}" if alias.asname
+                                 else "")
+            if name not in names[module]:
+                names[module].append(name)
+    for listed in names.values():
+        listed.sort(key=name_order)
+    return [from_import(m, names[m]) if m in names else m
+            for m in merged]
+
+
+def name_order(name: str) -> tuple[int, str]:
+    """isort's order of imported names: CONSTANTS, Classes, functions."""
+    if name.isupper() and len(name) > 1:
+        return 0, name
+    return (1 if name[0].isupper() else 2), name.lower()
+
+
+def from_import(module: str, names: list[str]) -> str:
+    """``from module import names``, wrapped at the page width with the
+    continuation lines aligned after the parenthesis."""
+    line = f"from {module} import {', '.join(names)}"
+    if len(line) <= WIDTH:
+        return line
+    opening = f"from {module} import ("
+    lines, current = [], opening
+    for index, name in enumerate(names):
+        piece = name + (")" if index == len(names) - 1 else ",")
+        if current != opening and len(current) + 1 + len(piece) > WIDTH:
+            lines.append(current)
+            current = " " * len(opening) + piece
+        else:
+            current += ("" if current == opening else " ") + piece
+    return "\n".join(lines + [current])
+
+
 def import_groups(imports: list[str]) -> list[list[str]]:
     """Imports in isort's groups: future, standard library, third party,
-    this package; book order within each group."""
+    this package; within a group ``import m`` lines, then ``from m
+    import`` lines, each by module name."""
     groups: list[list[str]] = [[], [], [], []]
     for statement in imports:
         words = statement.split()
@@ -119,7 +170,13 @@ def import_groups(imports: list[str]) -> list[list[str]]:
             groups[3].append(statement)
         else:
             groups[2].append(statement)
-    return [group for group in groups if group]
+    return [sorted(group, key=import_order) for group in groups if group]
+
+
+def import_order(statement: str) -> tuple[bool, str]:
+    """isort's order: plain imports first, then by module name."""
+    words = statement.split()
+    return words[0] == "from", words[1].lower()
 
 
 def render(module: Module) -> str:
@@ -127,7 +184,7 @@ def render(module: Module) -> str:
     parts = [header(module)]
     if module.docstring:
         parts.append(module.docstring + "\n")
-    groups = import_groups(module.imports)
+    groups = import_groups(merge_imports(module.imports))
     if groups:
         parts.append("\n\n".join("\n".join(g) for g in groups) + "\n")
     text = "\n".join(parts)

@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scratchllm.compliance.checks import (Contamination, PiiScan,
-                                          datasets, model_runs,
-                                          read_manifest, run_meta)
+from scratchllm.compliance.checks import (Contamination, PiiScan, datasets,
+                                          model_runs, read_manifest, run_meta)
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.estimate import count_parameters
 

@@ -14,16 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from scratchllm.data.pipeline import audit as audit_dataset
-from scratchllm.train.checkpoint import has_checkpoint, load_checkpoint
-from scratchllm.data.pii import find_pii
 from scratchllm.align.reward import load_reward_model
+from scratchllm.data.dedup import (LSHConfig, Shingler, candidate_pairs,
+                                   dedup_key, jaccard, signatures)
+from scratchllm.data.pii import find_pii
+from scratchllm.data.pipeline import audit as audit_dataset
 from scratchllm.eval.samples import sample_stories
 from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.tokenizer import load_tokenizer
-from scratchllm.train.checkpoint import CheckpointError, load_model
-from scratchllm.data.dedup import (LSHConfig, Shingler, candidate_pairs,
-                                   dedup_key, jaccard, signatures)
+from scratchllm.train.checkpoint import (CheckpointError, has_checkpoint,
+                                         load_checkpoint, load_model)
 
 # book/14_compliance.md § Provenance and licences
 #: A source can be traced when it has one of these groups of fields.

@@ -13,17 +13,15 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
-from scratchllm.data.atomic import (atomic_folder, claim_folder,
-                                    sha256_file, write_json_atomic)
+from scratchllm.data.atomic import (atomic_folder, claim_folder, sha256_file,
+                                    write_json_atomic)
 from scratchllm.data.clean import (FilterConfig, decode, language_reason,
                                    normalise, quality_reason, quality_stats)
-from scratchllm.data.dedup import (LSHConfig, exact_duplicates,
-                                   near_duplicates)
+from scratchllm.data.dedup import LSHConfig, exact_duplicates, near_duplicates
 from scratchllm.data.pii import find_pii, redact
 from scratchllm.data.sources import Document
 

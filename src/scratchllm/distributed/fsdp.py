@@ -12,23 +12,17 @@ import torch
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
+from scratchllm.distributed.ranks import rank, world_size
 from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer.shards import read_split
+from scratchllm.train.checkpoint import (gather_state, load_checkpoint,
+                                         save_checkpoint, scatter_state)
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.data import WindowSampler
-from scratchllm.train.loop import build_model, parameter_groups, read_index
-from scratchllm.train.optim import AdamW
-from scratchllm.distributed.ranks import rank, world_size
+from scratchllm.train.loop import (build_model, every_rng, parameter_groups,
+                                   read_index)
 from scratchllm.train.loss import cross_entropy
-from scratchllm.distributed.ranks import rank
-from scratchllm.train.checkpoint import (
-    gather_state,
-    load_checkpoint,
-    save_checkpoint,
-    scatter_state,
-)
-from scratchllm.train.loop import every_rng
-from scratchllm.train.checkpoint import load_checkpoint, scatter_state
+from scratchllm.train.optim import AdamW
 
 
 # book/08_scaling_out.md § Sharding: ZeRO-3 and FSDP

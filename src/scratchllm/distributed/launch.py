@@ -5,18 +5,18 @@
 """Start a program on N processes with `accelerate launch`, with a
 timeout and a clean teardown of every process it started."""
 
-import os
-import socket
-from dataclasses import dataclass
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-import signal
-import subprocess
-import time
 
 import torch
 

@@ -19,12 +19,8 @@ from safetensors.torch import save_file
 
 from scratchllm.distributed.fsdp import fsdp_check, setup, train_steps
 from scratchllm.distributed.pipeline import pipeline_check
-from scratchllm.distributed.ranks import (
-    main_print,
-    rank,
-    require_world,
-    world_size,
-)
+from scratchllm.distributed.ranks import (main_print, rank, require_world,
+                                          world_size)
 from scratchllm.distributed.tensor_parallel import tensor_parallel_check
 from scratchllm.train.config import TrainConfig, load_config, preset
 from scratchllm.train.loop import pretrain

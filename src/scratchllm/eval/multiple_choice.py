@@ -5,25 +5,23 @@
 """Multiple-choice evaluation by log-likelihood (HellaSwag/ARC style),
 with context-free baselines and confidence intervals."""
 
-from dataclasses import dataclass
 import json
-from pathlib import Path
-from typing import Any
-from collections.abc import Callable
-from collections.abc import Iterable
 import math
-from collections.abc import Sequence
 import random
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-import numpy as np
 
+from scratchllm.data.storyworld import split_sentences
 from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer.bpe import Tokenizer
-from scratchllm.data.storyworld import split_sentences
 
 
 # book/09_generation_evaluation.md § Benchmark-style evaluation: multiple choi…

@@ -4,24 +4,22 @@
 
 """One evaluation of a pretrained checkpoint, as a JSON-ready report."""
 
-from dataclasses import dataclass
-from typing import Any
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from scratchllm.eval.intrinsic import evaluate_split, token_byte_lengths
 from scratchllm.eval.multiple_choice import (Question, Unigram,
                                              context_free_scorers,
-                                             evaluate_choices,
-                                             evaluate_scorer, load_jsonl,
-                                             story_questions)
+                                             evaluate_choices, evaluate_scorer,
+                                             load_jsonl, story_questions)
+from scratchllm.eval.samples import (acceptance, distinct_n, repetition_rate,
+                                     sample_stories)
+from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer.bpe import Tokenizer
-from scratchllm.eval.samples import (acceptance, distinct_n,
-                                     repetition_rate, sample_stories)
-from scratchllm.generate.sampling import SamplingConfig
-from scratchllm.eval.intrinsic import evaluate_split, token_byte_lengths
 from scratchllm.tokenizer.shards import read_split
 from scratchllm.train.checkpoint import (checkpoint_meta, load_model,
                                          matching_tokenizer)

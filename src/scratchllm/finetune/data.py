@@ -16,16 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from scratchllm.data import lexicon
-from scratchllm.data.storyworld import (
-    KINDS,
-    NAMES,
-    STATES,
-    Story,
-    StoryWorld,
-    is_grammatical,
-    split_sentences,
-    with_articles,
-)
+from scratchllm.data.storyworld import (KINDS, NAMES, STATES, Story,
+                                        StoryWorld, is_grammatical,
+                                        split_sentences, with_articles)
 from scratchllm.finetune.chat import validate_messages
 
 # book/10_instruction_tuning.md § Instructions whose answers we know

@@ -7,11 +7,7 @@
 import dataclasses
 from collections.abc import Iterator
 
-from scratchllm.finetune.chat import (
-    CHAT_TOKENS,
-    end_of_turn_id,
-    render_chat,
-)
+from scratchllm.finetune.chat import CHAT_TOKENS, end_of_turn_id, render_chat
 from scratchllm.generate.decode import stream
 from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.model.gpt import GPT

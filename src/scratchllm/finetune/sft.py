@@ -11,24 +11,16 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from scratchllm.distributed.launch import free_port, launch_environment, stop
-from scratchllm.eval.intrinsic import (
-    evaluate_windows,
-    token_byte_lengths,
-    validation_windows,
-)
-from scratchllm.finetune.chat import (
-    ChatExample,
-    add_chat_tokens,
-    encode_chat,
-    resize_vocabulary,
-)
+from scratchllm.eval.intrinsic import (evaluate_windows, token_byte_lengths,
+                                       validation_windows)
+from scratchllm.finetune.chat import (ChatExample, add_chat_tokens,
+                                      encode_chat, resize_vocabulary)
 from scratchllm.finetune.data import DatasetError, load_chat_jsonl
 from scratchllm.finetune.lora import add_lora, merge_lora
 from scratchllm.model.gpt import GPT
@@ -36,12 +28,8 @@ from scratchllm.tokenizer.bpe import Tokenizer, load_tokenizer
 from scratchllm.tokenizer.shards import read_split
 from scratchllm.train.checkpoint import load_model, save_checkpoint
 from scratchllm.train.config import TrainConfig, preset
-from scratchllm.train.loop import (
-    TrainResult,
-    pretrain,
-    read_index,
-    read_tokenizer,
-)
+from scratchllm.train.loop import (TrainResult, pretrain, read_index,
+                                   read_tokenizer)
 
 # book/10_instruction_tuning.md § Padding and packing
 IGNORE = -100

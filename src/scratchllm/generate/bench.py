@@ -14,8 +14,8 @@ import torch
 from scratchllm.generate.decode import decode_tokens
 from scratchllm.generate.sampling import SamplingConfig
 from scratchllm.model.gpt import GPT
-from scratchllm.timing import median_seconds
 from scratchllm.model.hf import export_hf
+from scratchllm.timing import median_seconds
 
 
 # book/09_generation_evaluation.md § Fast decoding: the KV cache

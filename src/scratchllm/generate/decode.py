@@ -6,18 +6,16 @@
 """The decoding loop and a top-k sampler (chapter 7); checked prompts,
 stop rules and streaming (chapter 9)."""
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
-import re
-from typing import TYPE_CHECKING
 import codecs
-from collections.abc import Generator
+import re
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from scratchllm.generate.sampling import top_k_filter
-from scratchllm.generate.sampling import SamplingConfig, choose_next
+from scratchllm.generate.sampling import (SamplingConfig, choose_next,
+                                          top_k_filter)
 
 # book/07_pretraining.md § The loop
 Chooser = Callable[[torch.Tensor], torch.Tensor]

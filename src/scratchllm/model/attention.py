@@ -77,6 +77,34 @@ def repeat_kv(x: torch.Tensor, repeats: int) -> torch.Tensor:
 
 
 # book/05_attention.md § The attention layer
+def causal_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dropout: float = 0.0,
+    backend: str = "sdpa",
+) -> torch.Tensor:
+    """Attention of q [B, H, Tq, D] over k, v [B, Hkv, Tk, D]: causal,
+    or as `mask` (True: may attend) allows; backend 'scratch' or 'sdpa'."""
+    query_length, key_length = q.shape[-2], k.shape[-2]
+    n_heads, n_kv_heads = q.shape[1], k.shape[1]
+    if backend == "scratch":
+        repeats = n_heads // n_kv_heads
+        k, v = repeat_kv(k, repeats), repeat_kv(v, repeats)
+        if mask is None:
+            mask = causal_mask(query_length, key_length, q.device)
+        return attention(q, k, v, mask, dropout)[0]
+    causal = mask is None and query_length == key_length
+    if mask is None and query_length not in (1, key_length):
+        mask = causal_mask(query_length, key_length, q.device)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout,
+        is_causal=causal, enable_gqa=n_kv_heads != n_heads,
+    )
+
+
+# book/05_attention.md § The attention layer
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with GQA, RoPE and a KV cache."""
 
@@ -141,23 +169,9 @@ class CausalSelfAttention(nn.Module):
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Attention of q [B, H, Tq, D] over k, v [B, Hkv, Tk, D]: causal,
-        or as `mask` (True: may attend) allows."""
-        query_length, key_length = q.shape[-2], k.shape[-2]
+        """causal_attention with this layer's backend and dropout."""
         dropout = self.dropout if self.training else 0.0
-        if self.backend == "scratch":
-            repeats = self.n_heads // self.n_kv_heads
-            k, v = repeat_kv(k, repeats), repeat_kv(v, repeats)
-            if mask is None:
-                mask = causal_mask(query_length, key_length, q.device)
-            return attention(q, k, v, mask, dropout)[0]
-        causal = mask is None and query_length == key_length
-        if mask is None and query_length not in (1, key_length):
-            mask = causal_mask(query_length, key_length, q.device)
-        return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout,
-            is_causal=causal, enable_gqa=self.n_kv_heads != self.n_heads,
-        )
+        return causal_attention(q, k, v, mask, dropout, self.backend)
 
 
 # book/05_attention.md § The KV cache

@@ -81,6 +81,7 @@ class ModelConfig:
         return cls(**values)
 
 
+# book/06_transformer.md § The model
 PRESETS: dict[str, dict[str, Any]] = {
     "ci": dict(vocab_size=2048, context_length=128, d_model=64,
                n_layers=2, n_heads=4, n_kv_heads=2, ffn_hidden=192),

@@ -29,6 +29,7 @@ def count_parameters(
     return total + tables * config.vocab_size * config.d_model
 
 
+# book/06_transformer.md § Counting parameters, FLOPs and memory
 def flops_per_token(
     config: ModelConfig,
     seq_length: int | None = None,
@@ -47,6 +48,7 @@ def flops_per_token(
     return 3 * forward if training else forward
 
 
+# book/06_transformer.md § Counting parameters, FLOPs and memory
 def memory_estimate(
     config: ModelConfig,
     batch_size: int,

@@ -16,26 +16,6 @@ from scratchllm.model.norms import make_norm
 
 
 # book/06_transformer.md § The model
-def padding_mask(
-    attention_mask: torch.Tensor, start: int, length: int
-) -> torch.Tensor:
-    """The attention mask [B, 1, length, start + length] (True: may
-    attend) of queries start .. start + length - 1: causal, and blind to
-    keys where attention_mask [B, start + length] is False. A padding
-    query may see itself, so that no softmax row is empty."""
-    end = start + length
-    if attention_mask.dim() != 2 or attention_mask.shape[1] != end:
-        raise ValueError(
-            f"attention_mask must be [batch, {end}] (cached and new "
-            f"positions), got {tuple(attention_mask.shape)}"
-        )
-    device = attention_mask.device
-    queries = torch.arange(start, end, device=device)[:, None]
-    keys = torch.arange(end, device=device)[None, :]
-    visible = attention_mask.bool()[:, None, :] | (keys == queries)
-    return ((keys <= queries) & visible)[:, None]
-
-
 class Block(nn.Module):
     """Pre-norm block: x + attention(norm(x)), then x + ffn(norm(x))."""
 
@@ -64,6 +44,21 @@ class Block(nn.Module):
         return x + self.dropout(self.feed_forward(self.ffn_norm(x)))
 
 
+# book/06_transformer.md § The model
+def init_weights(module: nn.Module, n_layers: int) -> None:
+    """N(0, 0.02) weights; residual projections shrunk by
+    1/sqrt(2 n_layers) so the residual stream's variance stays put."""
+    std = 0.02
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+    for name in ("o_proj", "down_proj"):
+        projection = getattr(module, name, None)
+        if isinstance(projection, nn.Linear):
+            residual_std = std / math.sqrt(2 * n_layers)
+            nn.init.normal_(projection.weight, 0.0, residual_std)
+
+
+# book/06_transformer.md § The model
 class GPT(nn.Module):
     """A Llama-style decoder-only language model."""
 
@@ -82,19 +77,7 @@ class GPT(nn.Module):
                                 bias=False)
         if config.tie_embeddings:
             self.output.weight = self.token_embedding.weight
-        self.apply(self.init_weights)
-
-    def init_weights(self, module: nn.Module) -> None:
-        """N(0, 0.02) weights; residual projections shrunk by
-        1/sqrt(2 n_layers) so the residual stream's variance stays put."""
-        std = 0.02
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-        for name in ("o_proj", "down_proj"):
-            projection = getattr(module, name, None)
-            if isinstance(projection, nn.Linear):
-                residual_std = std / math.sqrt(2 * self.config.n_layers)
-                nn.init.normal_(projection.weight, 0.0, residual_std)
+        self.apply(lambda module: init_weights(module, config.n_layers))
 
     def forward(
         self,
@@ -144,3 +127,24 @@ class GPT(nn.Module):
     def num_parameters(self) -> int:
         """Number of distinct trainable numbers (tied weights once)."""
         return sum(p.numel() for p in self.parameters())
+
+
+# book/06_transformer.md § Padded batches
+def padding_mask(
+    attention_mask: torch.Tensor, start: int, length: int
+) -> torch.Tensor:
+    """The attention mask [B, 1, length, start + length] (True: may
+    attend) of queries start .. start + length - 1: causal, and blind to
+    keys where attention_mask [B, start + length] is False. A padding
+    query may see itself, so that no softmax row is empty."""
+    end = start + length
+    if attention_mask.dim() != 2 or attention_mask.shape[1] != end:
+        raise ValueError(
+            f"attention_mask must be [batch, {end}] (cached and new "
+            f"positions), got {tuple(attention_mask.shape)}"
+        )
+    device = attention_mask.device
+    queries = torch.arange(start, end, device=device)[:, None]
+    keys = torch.arange(end, device=device)[None, :]
+    visible = attention_mask.bool()[:, None, :] | (keys == queries)
+    return ((keys <= queries) & visible)[:, None]

@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
+from scratchllm.tokenizer.bpe import Tokenizer
 
 # book/06_transformer.md § Into the Hugging Face ecosystem
 LAYER_NAMES = {
@@ -41,6 +41,7 @@ def hf_name(name: str) -> str:
     return f"model.layers.{layer}.{LAYER_NAMES[rest]}"
 
 
+# book/06_transformer.md § Into the Hugging Face ecosystem
 def hf_config(config: ModelConfig) -> dict[str, Any]:
     """The config.json of an equivalent LlamaForCausalLM."""
     if config.norm != "rms" or config.feed_forward != "swiglu":
@@ -74,8 +75,9 @@ def hf_config(config: ModelConfig) -> dict[str, Any]:
     }
 
 
+# book/06_transformer.md § Into the Hugging Face ecosystem
 def export_hf(
-    model: GPT, folder: str | Path, tokenizer: Any = None
+    model: GPT, folder: str | Path, tokenizer: Tokenizer | None = None
 ) -> Path:
     """Write config.json and model.safetensors (and, given a tokenizer,
     its files) so that LlamaForCausalLM.from_pretrained(folder) works."""
@@ -101,6 +103,21 @@ def export_hf(
     return folder
 
 
+def write_tokenizer_files(
+    tokenizer: Tokenizer, folder: Path
+) -> dict[str, Any]:
+    """Write the tokenizer's Hugging Face files (chapter 3's save_hf) and
+    return the special-token entries for config.json."""
+    from scratchllm.tokenizer.export import save_hf
+
+    save_hf(tokenizer, folder)
+    end_of_text = tokenizer.special_tokens.get("<|endoftext|>")
+    if end_of_text is None:
+        return {}
+    return {"bos_token_id": end_of_text, "eos_token_id": end_of_text}
+
+
+# book/06_transformer.md § Into the Hugging Face ecosystem
 def import_hf(folder: str | Path) -> GPT:
     """Load a Llama-format folder (config.json + model.safetensors)."""
     folder = Path(folder)
@@ -143,15 +160,3 @@ def import_hf(folder: str | Path) -> GPT:
         state[name] = tensors[hf_name(name)]
     model.load_state_dict(state, strict=not config.tie_embeddings)
     return model
-
-
-def write_tokenizer_files(tokenizer: Any, folder: Path) -> dict[str, Any]:
-    """Write the tokenizer's Hugging Face files (chapter 3's save_hf) and
-    return the special-token entries for config.json."""
-    from scratchllm.tokenizer.export import save_hf
-
-    save_hf(tokenizer, folder)
-    end_of_text = tokenizer.special_tokens.get("<|endoftext|>")
-    if end_of_text is None:
-        return {}
-    return {"bos_token_id": end_of_text, "eos_token_id": end_of_text}

@@ -44,6 +44,7 @@ class LayerNorm(nn.Module):
         return self.weight * normalised.to(x.dtype) + self.bias
 
 
+# book/06_transformer.md § Normalisation
 class BatchNorm(nn.Module):
     """Batch normalisation (Ioffe & Szegedy, 2015) for [B, T, d] inputs:
     statistics over the batch *and time* dimensions, per feature."""

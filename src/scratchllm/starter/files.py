@@ -5,18 +5,18 @@
 """The files of a starter repository, and writing them into a folder."""
 
 import os
+import re
 import tempfile
 from pathlib import Path
-import re
 
 import yaml
 
-from scratchllm.starter.plan import Sizes, Step, compute_budget
-from scratchllm.train.monitor import PRICES_AS_OF
 from scratchllm import __version__
 from scratchllm.distributed.configs import CONFIGS
-from scratchllm.starter.plan import (BUDGETS, ci_sizes, plan, size_run,
+from scratchllm.starter.plan import (BUDGETS, Sizes, Step, ci_sizes,
+                                     compute_budget, plan, size_run,
                                      sweep_configs)
+from scratchllm.train.monitor import PRICES_AS_OF
 
 # book/15_starter.md § The repository's files
 RUN_PY = '''\

@@ -9,18 +9,18 @@ Written in chapter 3 (Tokenization) of *Build a Large Language Model from
 Scratch*.
 """
 
-from typing import TYPE_CHECKING
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from scratchllm.tokenizer.bpe import GPT4_SPLIT_PATTERN, SPECIAL_TOKENS
 from scratchllm.timing import median_seconds
+from scratchllm.tokenizer.bpe import (GPT4_SPLIT_PATTERN, SPECIAL_TOKENS,
+                                      Tokenizer)
 from scratchllm.tokenizer.train import train_bpe
-from scratchllm.tokenizer.bpe import Tokenizer
 
 # book/03_tokenization.md § Against the Rust trainer
 if TYPE_CHECKING:

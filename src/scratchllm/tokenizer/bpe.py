@@ -8,19 +8,14 @@ Written in chapter 3 (Tokenization) of *Build a Large Language Model from
 Scratch*.
 """
 
-from collections import Counter
-from collections.abc import Sequence
-import unicodedata
-import sys
-from collections.abc import Mapping
-from itertools import repeat
-from collections.abc import Callable
-from collections.abc import Iterable
 import hashlib
-from collections.abc import Iterator
-from itertools import chain
-from pathlib import Path
 import json
+import sys
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import chain, repeat
+from pathlib import Path
 
 import regex
 

@@ -12,16 +12,14 @@ import json
 import multiprocessing
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from collections.abc import Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from scratchllm.data.atomic import (atomic_folder, claim_folder,
-                                    sha256_file, write_json_atomic)
+from scratchllm.data.atomic import (atomic_folder, claim_folder, sha256_file,
+                                    write_json_atomic)
 from scratchllm.data.pipeline import batched, verify_split
 from scratchllm.tokenizer.bpe import Tokenizer, valid_unicode
-from scratchllm.data.atomic import sha256_file
 
 # book/03_tokenization.md § Token shards for pretraining
 _worker_encoder = None

@@ -8,22 +8,18 @@ Written in chapter 3 (Tokenization) of *Build a Large Language Model from
 Scratch*.
 """
 
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from collections.abc import Mapping
-import heapq
-from collections import defaultdict
 import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
+import heapq
 import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import regex
 from tqdm.auto import tqdm
 
-from scratchllm.tokenizer.bpe import (GPT4_SPLIT_PATTERN, SPECIAL_TOKENS,
-                                      Pair, Tokenizer, count_pairs,
-                                      merge_pair)
+from scratchllm.tokenizer.bpe import (GPT4_SPLIT_PATTERN, SPECIAL_TOKENS, Pair,
+                                      Tokenizer, count_pairs, merge_pair)
 
 
 # book/03_tokenization.md § Training, slowly

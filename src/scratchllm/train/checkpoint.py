@@ -16,11 +16,9 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_state_dict,
-    set_state_dict,
-)
+from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                     get_state_dict,
+                                                     set_state_dict)
 
 from scratchllm.data.atomic import (atomic_folder, sha256_file,
                                     write_json_atomic)

@@ -24,42 +24,25 @@ from tqdm.auto import tqdm
 
 from scratchllm.data.atomic import (folder_lock, remove_leftovers,
                                     write_text_atomic)
-from scratchllm.eval.intrinsic import (
-    Intrinsic,
-    evaluate_split,
-    token_byte_lengths,
-)
+from scratchllm.eval.intrinsic import (Intrinsic, evaluate_split,
+                                       token_byte_lengths)
 from scratchllm.generate.decode import sample_ids
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer import Tokenizer, load_tokenizer
 from scratchllm.tokenizer.shards import read_split
-from scratchllm.train.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    capture_rng,
-    gather_state,
-    has_checkpoint,
-    load_checkpoint,
-    restore_rng,
-    save_checkpoint,
-    scatter_state,
-)
+from scratchllm.train.checkpoint import (Checkpoint, CheckpointError,
+                                         capture_rng, gather_state,
+                                         has_checkpoint, load_checkpoint,
+                                         restore_rng, save_checkpoint,
+                                         scatter_state)
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.data import WindowSampler
 from scratchllm.train.loss import cross_entropy
-from scratchllm.train.monitor import (
-    JsonlLog,
-    detect_hardware,
-    read_log,
-    training_flops_per_token,
-)
-from scratchllm.train.optim import (
-    AdamW,
-    clip_grad_norm,
-    warmup_cosine,
-    warmup_stable_decay,
-)
+from scratchllm.train.monitor import (JsonlLog, detect_hardware, read_log,
+                                      training_flops_per_token)
+from scratchllm.train.optim import (AdamW, clip_grad_norm, warmup_cosine,
+                                    warmup_stable_decay)
 
 
 # book/07_pretraining.md § The loop
