@@ -47,6 +47,7 @@ def gguf_name(name: str) -> str:
     return f"blk.{layer}.{GGUF_LAYER_NAMES[rest]}"
 
 
+# book/12_deployment.md § Export: Hugging Face and GGUF
 def rope_to_pairs(weight: np.ndarray, heads: int) -> np.ndarray:
     """Rows of W_q or W_k from rotate-half order (first half against
     second half of each head) to adjacent-pair order (llama.cpp's)."""

@@ -361,6 +361,7 @@ def save_tokenizer(tokenizer: "Tokenizer", folder: str | Path) -> Path:
     return folder
 
 
+# book/03_tokenization.md § Saving and loading
 def load_tokenizer(path: str | Path) -> "Tokenizer":
     """Load a tokenizer from a folder holding ``bpe.json`` (or the file)."""
     path = Path(path)
