@@ -178,6 +178,7 @@ def wilson_interval(
     return max(0.0, centre - spread), min(1.0, centre + spread)
 
 
+# book/09_generation_evaluation.md § How sure can we be?
 def paired_difference_interval(
     first: Sequence[bool], second: Sequence[bool], z: float = 1.96
 ) -> tuple[float, float]:
