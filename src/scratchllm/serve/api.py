@@ -85,6 +85,7 @@ class ApiError(Exception):
         return JSONResponse(self.body(), status_code=self.status)
 
 
+# book/12_deployment.md § The HTTP layer
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
 
