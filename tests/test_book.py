@@ -254,6 +254,22 @@ def test_long_code_lines_are_found(mini: Path) -> None:
     assert len(problems) == 1 and "book/01_first.md:" in problems[0]
 
 
+def test_code_cells_over_80_lines_are_found(mini: Path) -> None:
+    lines = "\n".join(f"x{i} = {i}" for i in range(80))
+    write_chapter(mini, "01_first", [
+        cell(lines, tags="hide-input"),
+        "\nSome prose.\n",
+        cell(lines + "\nx80 = 80"),
+    ])
+    problems = lint.long_cells([mini / "book/01_first.md"], mini)
+    text = (mini / "book/01_first.md").read_text().splitlines()
+    fences = [number for number, line in enumerate(text, start=1)
+              if line.startswith("```{code-cell}")]
+    assert problems == [
+        f"book/01_first.md:{fences[1]}: a code cell of 81 lines; split it "
+        "(at most 80)"]
+
+
 def test_reading_an_unwritten_artifact_is_found(mini: Path) -> None:
     write_chapter(mini, "01_first", [], reads=["demo/elsewhere"])
     problems = lint.artifact_order(chapters(mini))
@@ -271,6 +287,10 @@ def test_roadmap_links_chapters_and_shows_measured_times(mini: Path) -> None:
     table = roadmap.table(book, timings)
     assert "{doc}`1. 01_first <01_first>`" in table
     assert "| 12 s, $0.00017 |" in table and "| — |" in table
+
+
+def test_the_real_book_has_no_cell_over_80_lines(root: Path) -> None:
+    assert lint.long_cells(lint.book_sources(root), root) == []
 
 
 def test_the_real_book_is_tangled_and_clean(root: Path) -> None:

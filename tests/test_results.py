@@ -116,17 +116,26 @@ def test_read_timings_reads_what_the_executor_records(tmp_path: Path) -> None:
 
 
 def headlines() -> dict[str, list[tuple[str, str, str]]]:
-    """The `HEADLINES` table of the results chapter, read statically."""
+    """The `HEADLINES` table of the results chapter, read statically: its
+    assignment and the parts added with `HEADLINES |= {...}`."""
     import jupytext
 
+    table: dict[str, list[tuple[str, str, str]]] | None = None
     for cell in jupytext.read(RESULTS).cells:
         if cell.cell_type != "code":
             continue
         for node in ast.parse(cell.source).body:
             if (isinstance(node, ast.Assign)
                     and getattr(node.targets[0], "id", "") == "HEADLINES"):
-                return ast.literal_eval(node.value)
-    raise AssertionError(f"{RESULTS} defines no HEADLINES table")
+                table = ast.literal_eval(node.value)
+            elif (isinstance(node, ast.AugAssign)
+                    and isinstance(node.op, ast.BitOr)
+                    and getattr(node.target, "id", "") == "HEADLINES"):
+                assert table is not None, "HEADLINES |= before HEADLINES ="
+                table |= ast.literal_eval(node.value)
+    if table is None:
+        raise AssertionError(f"{RESULTS} defines no HEADLINES table")
+    return table
 
 
 def is_glued(name: str, source: str) -> bool:

@@ -177,6 +177,7 @@ def write_manifest(folder: str | Path, seed: int) -> dict:
     return manifest
 
 
+# book/11_alignment.md § Preference pairs, and the noise in them
 def parse_pair(line: str, where: str) -> PreferencePair:
     """One JSONL line as a checked pair; ValueError says what is wrong."""
     try:

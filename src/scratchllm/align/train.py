@@ -8,7 +8,7 @@ minimises an alignment objective, and the function that starts one."""
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,6 +24,12 @@ from scratchllm.train.loop import (Run, TrainResult, autocast_factory,
 from scratchllm.train.optim import AdamW
 
 # book/11_alignment.md § Chapter 7's loop, with another objective
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from scratchllm.align.dpo import PairSampler
+    from scratchllm.align.grpo import GroupSampler
+
 Objective = Callable[[torch.nn.Module, Any], torch.Tensor]
 
 
@@ -59,10 +65,10 @@ def align(
     config: TrainConfig,
     model: torch.nn.Module,
     model_config: ModelConfig,
-    sampler: Any,
+    sampler: "PairSampler | GroupSampler",
     objective: Objective,
     tokenizer: Tokenizer,
-    accelerator: Any = None,
+    accelerator: "Accelerator | None" = None,
 ) -> TrainResult:
     """Train `model` (in place) on `objective` over the sampler's batches
     with chapter 7's loop; checkpoints go to `config.run_path()`. The
@@ -93,6 +99,7 @@ def align(
     return run_steps(run, 0, None)
 
 
+# book/11_alignment.md § Chapter 7's loop, with another objective
 def align_config(profile: str, run_name: str, artifacts_root: str,
                  context_length: int, **overrides: Any) -> TrainConfig:
     """A TrainConfig for an alignment run: fp32, no text samples, one

@@ -1,5 +1,5 @@
-"""Book-wide checks that need no execution: printed line widths and the
-artifact graph."""
+"""Book-wide checks that need no execution: printed line widths, cell
+sizes and the artifact graph."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from scratchllm.book.chapters import Chapter
 
 MAX_COLUMNS = 79
+MAX_CELL_LINES = 80
 
 
 def long_code_lines(paths: list[Path], root: Path) -> list[str]:
@@ -27,6 +28,28 @@ def long_code_lines(paths: list[Path], root: Path) -> list[str]:
                     f"{len(line)} columns (at most {MAX_COLUMNS}; it would "
                     "wrap in print)"
                 )
+    return problems
+
+
+def long_cells(paths: list[Path], root: Path) -> list[str]:
+    """Code cells of more than ``MAX_CELL_LINES`` lines (cell options such
+    as ``:tags:`` not counted), as ``file:line`` of the cell's fence."""
+    problems = []
+    for path in paths:
+        start, size = 0, 0
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, start=1):
+            if not start and line.startswith("```{code-cell}"):
+                start, size = number, 0
+            elif start and line.startswith("```"):
+                if size > MAX_CELL_LINES:
+                    problems.append(
+                        f"{path.relative_to(root)}:{start}: a code cell of "
+                        f"{size} lines; split it (at most {MAX_CELL_LINES})"
+                    )
+                start = 0
+            elif start and not line.startswith(":"):
+                size += 1
     return problems
 
 

@@ -79,13 +79,15 @@ def execute(
 
 @book_app.command()
 def lint() -> None:
-    """Check printed line widths and the chapters' artifact order."""
+    """Check printed line widths, cell sizes and the chapters' artifact
+    order."""
     from scratchllm.book import lint as linter
 
     root = root_or_fail()
     try:
         sources = linter.book_sources(root)
         problems = linter.long_code_lines(sources, root)
+        problems += linter.long_cells(sources, root)
         problems += linter.missing_language(
             linter.exercise_notebooks(root), root)
         problems += linter.artifact_order(chapters(root))

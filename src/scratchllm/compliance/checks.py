@@ -222,6 +222,7 @@ def logged_samples(run: Path) -> Iterator[tuple[str, str]]:
             yield f"{run.name}/log.jsonl:{number}", record.get("text", "")
 
 
+# book/14_compliance.md § What the model writes
 def fresh_samples(artifacts: Path, run: Path, count: int,
                   seed: int = 0) -> list[str]:
     """`count` stories sampled at temperature 1 from a run's model."""
@@ -238,6 +239,7 @@ def fresh_samples(artifacts: Path, run: Path, count: int,
     return sample_stories(model, tokenizer, count, config)
 
 
+# book/14_compliance.md § What the model writes
 def scan_samples(artifacts: Path, count: int,
                  seed: int = 0) -> tuple[PiiScan, list[Problem]]:
     """PII in the logged and fresh samples of every trained model."""

@@ -72,6 +72,7 @@ CONFIGS: dict[str, dict] = {
 }
 
 
+# book/08_scaling_out.md § Starting processes
 def write_configs(folder: str | Path) -> list[Path]:
     """Write every configuration file into `folder`; return the paths."""
     folder = Path(folder)

@@ -47,6 +47,7 @@ def make_optimizer(
                  lr=config.lr, betas=config.betas, eps=config.eps)
 
 
+# book/08_scaling_out.md § Sharding: ZeRO-3 and FSDP
 def train_steps(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -80,6 +81,7 @@ def train_steps(
     return losses
 
 
+# book/08_scaling_out.md § Sharding: ZeRO-3 and FSDP
 def shard_model(model: GPT) -> GPT:
     """Shard `model` over the process group, FSDP2-style: one unit per
     block, and the root for embeddings, final norm and output."""
@@ -120,6 +122,7 @@ def largest_gap(one: dict, other: dict) -> float:
     return max((one[k] - other[k]).abs().max().item() for k in one)
 
 
+# book/08_scaling_out.md § Sharding: ZeRO-3 and FSDP
 def fsdp_check(config: TrainConfig, folder: Path) -> dict[str, float]:
     """Train a sharded copy, checkpoint it to folder/fsdp, reload that
     into a fresh sharded copy, and take one more step with both."""

@@ -56,6 +56,7 @@ def launch_environment(
     return env
 
 
+# book/08_scaling_out.md § Starting processes
 def worker_command() -> list[str]:
     """`scratchllm distributed worker`, from this Python's environment."""
     beside = Path(sys.executable).with_name("scratchllm")
@@ -89,6 +90,7 @@ def set_options(values: dict[str, Any]) -> list[str]:
             for key, value in values.items()]
 
 
+# book/08_scaling_out.md § Starting processes
 def launch(
     arguments: Sequence[str],
     processes: int,
@@ -135,6 +137,7 @@ def launch(
     return result
 
 
+# book/08_scaling_out.md § Starting processes
 def stop(child: subprocess.Popen, grace: float = 5.0) -> str:
     """Terminate the session of `child` (every process it started),
     then kill what is left; return the output read so far."""

@@ -63,6 +63,7 @@ def device_memory(
     return DeviceMemory(*parts, activations=full["activations"])
 
 
+# book/08_scaling_out.md § Where the memory goes
 def smallest_fit(
     needed_bytes: float, headroom: float = 0.9
 ) -> str | None:

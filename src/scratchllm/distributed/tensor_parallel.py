@@ -43,6 +43,7 @@ class ReduceFromParallel(torch.autograd.Function):
         return grad
 
 
+# book/08_scaling_out.md § Tensor parallelism
 class ParallelSwiGLU(nn.Module):
     """This process's share of a SwiGLU layer: hidden units
     [r h/N, (r+1) h/N) of gate and up, the matching columns of down."""

@@ -8,12 +8,12 @@ windows (chapter 7); by corpus and by position (chapter 9)."""
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer import Tokenizer
 
 
@@ -136,7 +136,7 @@ def evaluate_split(
 
 # book/09_generation_evaluation.md § Intrinsic evaluation: loss, perplexity, b…
 def evaluate_tokens(
-    model: Any,
+    model: GPT,
     ids: np.ndarray,
     byte_lengths: np.ndarray,
     max_tokens: int | None = None,
@@ -148,7 +148,7 @@ def evaluate_tokens(
     return evaluate_split(model, [ids], byte_lengths, budget)
 
 
-def encode_documents(tokenizer: Any, texts: list[str]) -> np.ndarray:
+def encode_documents(tokenizer: Tokenizer, texts: list[str]) -> np.ndarray:
     """Token ids of texts, each preceded by <|endoftext|> as in the
     training shards."""
     ids: list[int] = []
@@ -161,7 +161,7 @@ def encode_documents(tokenizer: Any, texts: list[str]) -> np.ndarray:
 # book/09_generation_evaluation.md § Intrinsic evaluation: loss, perplexity, b…
 @torch.no_grad()
 def loss_by_position(
-    model: Any, ids: np.ndarray, max_tokens: int, batch_size: int = 8
+    model: GPT, ids: np.ndarray, max_tokens: int, batch_size: int = 8
 ) -> np.ndarray:
     """Mean loss (nats) at each position of the context window, over the
     full windows among the first max_tokens predictions of ids."""

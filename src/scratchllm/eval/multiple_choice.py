@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from scratchllm.data.storyworld import split_sentences
+from scratchllm.model.gpt import GPT
+from scratchllm.tokenizer.bpe import Tokenizer
 
 
 # book/09_generation_evaluation.md § Benchmark-style evaluation: multiple choi…
@@ -43,6 +45,7 @@ class Question:
                              f"one of the {len(self.choices)} choices")
 
 
+# book/09_generation_evaluation.md § Benchmark-style evaluation: multiple choi…
 def parse_question(record: dict[str, Any]) -> Question:
     """One JSON record in our layout, HellaSwag's or ARC's."""
     if {"context", "choices", "answer"} <= set(record):
@@ -89,7 +92,7 @@ Scorer = Callable[[Question], list[tuple[float, int]]]
 
 @torch.no_grad()
 def choice_scores(
-    model: Any, tokenizer: Any, question: Question
+    model: GPT, tokenizer: Tokenizer, question: Question
 ) -> list[tuple[float, int]]:
     """(log-likelihood in nats, bytes) of each choice after the context;
     the context is cut from the left if it does not fit."""
@@ -136,7 +139,7 @@ class Unigram:
         return cls(np.log(counts / counts.sum()))
 
     def choice_scores(
-        self, tokenizer: Any, question: Question
+        self, tokenizer: Tokenizer, question: Question
     ) -> list[tuple[float, int]]:
         """(log-probability in nats, bytes) of each choice on its own."""
         return [(float(self.log_probs[tokenizer.encode_ordinary(c)].sum()),
@@ -149,7 +152,7 @@ def without_context(question: Question) -> Question:
 
 
 def context_free_scorers(
-    model: Any, tokenizer: Any, unigram: Unigram
+    model: GPT, tokenizer: Tokenizer, unigram: Unigram
 ) -> dict[str, Scorer]:
     """The two baselines that never see the context."""
     return {
@@ -175,6 +178,7 @@ def wilson_interval(
     return max(0.0, centre - spread), min(1.0, centre + spread)
 
 
+# book/09_generation_evaluation.md § How sure can we be?
 def paired_difference_interval(
     first: Sequence[bool], second: Sequence[bool], z: float = 1.96
 ) -> tuple[float, float]:
@@ -277,7 +281,7 @@ def evaluate_scorer(
 
 
 def evaluate_choices(
-    model: Any, tokenizer: Any, questions: list[Question]
+    model: GPT, tokenizer: Tokenizer, questions: list[Question]
 ) -> ChoiceResult:
     """Answer every question with the likeliest choice under the model."""
     return evaluate_scorer(lambda q: choice_scores(model, tokenizer, q),
@@ -360,6 +364,7 @@ def consistency_question(
     return Question(context, choices, answer)
 
 
+# book/09_generation_evaluation.md § A StoryWorld task whose answers we know
 def story_questions(
     records: list[dict[str, Any]], count: int, n_choices: int = 4,
     seed: int = 0, matched: bool = True,

@@ -18,6 +18,8 @@ from scratchllm.eval.multiple_choice import (Question, Unigram,
 from scratchllm.eval.samples import (acceptance, distinct_n, repetition_rate,
                                      sample_stories)
 from scratchllm.generate.sampling import SamplingConfig
+from scratchllm.model.gpt import GPT
+from scratchllm.tokenizer.bpe import Tokenizer
 from scratchllm.tokenizer.shards import read_split
 from scratchllm.train.checkpoint import (checkpoint_meta, load_model,
                                          matching_tokenizer)
@@ -44,73 +46,9 @@ EVAL_PRESETS = {
 }
 
 
-def evaluate_checkpoint(
-    artifacts: str | Path,
-    settings: EvalSettings = EvalSettings(),
-    questions_file: str | Path | None = None,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Perplexity, bits per byte and the gap to the source entropy,
-    multiple-choice accuracy, and sample quality of A/checkpoints/
-    pretrain, where A is a profile's artifact folder."""
-    from scratchllm.data.storyworld import is_grammatical
-
-    artifacts = Path(artifacts)
-    run = artifacts / "checkpoints" / "pretrain"
-    model, config = load_model(run, device)
-    tokenizer = matching_tokenizer(run, artifacts / "tokenizer")
-    data = artifacts / "data" / "storyworld"
-    budget = settings.val_tokens or checkpoint_meta(run)["train_config"][
-        "eval_tokens"]
-    intrinsic = evaluate_split(
-        model, read_split(artifacts / "tokens" / "storyworld", "val"),
-        token_byte_lengths(tokenizer), budget)
-    entropy = json.loads((data / "stats.json").read_text())[
-        "entropy_bits_per_byte"]
-    lines = (data / "val.jsonl").read_text(encoding="utf-8").splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
-    unigram = Unigram.fit(
-        read_split(artifacts / "tokens" / "storyworld", "train"),
-        tokenizer.vocab_size)
-    questions = story_questions(records, settings.questions,
-                                seed=settings.seed)
-    sampling = SamplingConfig(max_new_tokens=settings.sample_tokens,
-                              temperature=1.0, seed=settings.seed)
-    samples = sample_stories(model, tokenizer, settings.samples, sampling)
-    accepted, total = acceptance(samples, is_grammatical)
-    report = {
-        "settings": asdict(settings),
-        "model": {"parameters": model.num_parameters(),
-                  "config": config.to_dict()},
-        "storyworld": {
-            "tokens": intrinsic.tokens, "bytes": intrinsic.bytes,
-            "loss": intrinsic.loss, "perplexity": intrinsic.perplexity,
-            "bits_per_byte": intrinsic.bits_per_byte,
-            "source_entropy_bits_per_byte": entropy,
-            "gap_bits_per_byte": intrinsic.bits_per_byte - entropy,
-            "uniform_bits_per_byte": math.log2(config.vocab_size)
-            * intrinsic.tokens / intrinsic.bytes},
-        "story_choice": choice_report(model, tokenizer, unigram,
-                                      questions),
-        "samples": {
-            "count": len(samples), "sentences": total,
-            "accepted": accepted,
-            "acceptance": accepted / total if total else 0.0,
-            "distinct_1": distinct_n(samples, 1),
-            "distinct_2": distinct_n(samples, 2),
-            "repetition_4gram": sum(map(repetition_rate, samples))
-            / len(samples)},
-    }
-    if questions_file is not None:
-        report["questions_file"] = {
-            "path": str(questions_file),
-            **choice_report(model, tokenizer, unigram,
-                            load_jsonl(questions_file))}
-    return report
-
-
+# book/09_generation_evaluation.md § The evaluation report and the command line
 def choice_report(
-    model: Any, tokenizer: Any, unigram: Unigram,
+    model: GPT, tokenizer: Tokenizer, unigram: Unigram,
     questions: list[Question],
 ) -> dict[str, Any]:
     """The model's accuracy beside chance and the context-free
@@ -133,6 +71,82 @@ def choice_report(
     return report
 
 
+# book/09_generation_evaluation.md § The evaluation report and the command line
+def samples_report(model: GPT, tokenizer: Tokenizer,
+                   settings: EvalSettings) -> dict[str, float]:
+    """Acceptance, distinct-1 and -2 and 4-gram repetition of
+    ``settings.samples`` stories sampled at temperature 1."""
+    from scratchllm.data.storyworld import is_grammatical
+
+    sampling = SamplingConfig(max_new_tokens=settings.sample_tokens,
+                              temperature=1.0, seed=settings.seed)
+    samples = sample_stories(model, tokenizer, settings.samples, sampling)
+    accepted, total = acceptance(samples, is_grammatical)
+    return {
+        "count": len(samples), "sentences": total,
+        "accepted": accepted,
+        "acceptance": accepted / total if total else 0.0,
+        "distinct_1": distinct_n(samples, 1),
+        "distinct_2": distinct_n(samples, 2),
+        "repetition_4gram": sum(map(repetition_rate, samples))
+        / len(samples)}
+
+
+# book/09_generation_evaluation.md § The evaluation report and the command line
+def evaluate_checkpoint(
+    artifacts: str | Path,
+    settings: EvalSettings = EvalSettings(),
+    questions_file: str | Path | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Perplexity, bits per byte and the gap to the source entropy,
+    multiple-choice accuracy, and sample quality of A/checkpoints/
+    pretrain, where A is a profile's artifact folder."""
+    artifacts = Path(artifacts)
+    run = artifacts / "checkpoints" / "pretrain"
+    model, config = load_model(run, device)
+    tokenizer = matching_tokenizer(run, artifacts / "tokenizer")
+    data = artifacts / "data" / "storyworld"
+    budget = settings.val_tokens or checkpoint_meta(run)["train_config"][
+        "eval_tokens"]
+    intrinsic = evaluate_split(
+        model, read_split(artifacts / "tokens" / "storyworld", "val"),
+        token_byte_lengths(tokenizer), budget)
+    entropy = json.loads((data / "stats.json").read_text())[
+        "entropy_bits_per_byte"]
+    lines = (data / "val.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    unigram = Unigram.fit(
+        read_split(artifacts / "tokens" / "storyworld", "train"),
+        tokenizer.vocab_size)
+    questions = story_questions(records, settings.questions,
+                                seed=settings.seed)
+    samples = samples_report(model, tokenizer, settings)
+    report = {
+        "settings": asdict(settings),
+        "model": {"parameters": model.num_parameters(),
+                  "config": config.to_dict()},
+        "storyworld": {
+            "tokens": intrinsic.tokens, "bytes": intrinsic.bytes,
+            "loss": intrinsic.loss, "perplexity": intrinsic.perplexity,
+            "bits_per_byte": intrinsic.bits_per_byte,
+            "source_entropy_bits_per_byte": entropy,
+            "gap_bits_per_byte": intrinsic.bits_per_byte - entropy,
+            "uniform_bits_per_byte": math.log2(config.vocab_size)
+            * intrinsic.tokens / intrinsic.bytes},
+        "story_choice": choice_report(model, tokenizer, unigram,
+                                      questions),
+        "samples": samples,
+    }
+    if questions_file is not None:
+        report["questions_file"] = {
+            "path": str(questions_file),
+            **choice_report(model, tokenizer, unigram,
+                            load_jsonl(questions_file))}
+    return report
+
+
+# book/09_generation_evaluation.md § The evaluation report and the command line
 def write_report(report: dict[str, Any], folder: str | Path) -> Path:
     """Write report.json into folder; return its path."""
     path = Path(folder) / "report.json"

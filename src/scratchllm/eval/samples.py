@@ -6,16 +6,14 @@
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 from scratchllm.data.storyworld import split_sentences
 from scratchllm.generate.batch import generate_batch
 from scratchllm.generate.sampling import SamplingConfig
+from scratchllm.model.gpt import GPT
+from scratchllm.tokenizer.bpe import Tokenizer
 
 # book/09_generation_evaluation.md § Sample quality: grammar, repetition, dive…
-WORD = re.compile(r"\w+|[^\w\s]")
-
-
 COMPLETE = re.compile(r"[.!?][\"']?$")
 
 
@@ -31,6 +29,10 @@ def acceptance(
     """(accepted, total) complete sentences of texts under a validator."""
     found = [s for text in texts for s in sentences(text)]
     return sum(bool(accepts(s)) for s in found), len(found)
+
+
+# book/09_generation_evaluation.md § Sample quality: grammar, repetition, dive…
+WORD = re.compile(r"\w+|[^\w\s]")
 
 
 def ngrams(text: str, n: int) -> list[tuple[str, ...]]:
@@ -58,8 +60,9 @@ def repetition_rate(text: str, n: int = 4) -> float:
     return repeats / len(grams)
 
 
+# book/09_generation_evaluation.md § Sample quality: grammar, repetition, dive…
 def sample_stories(
-    model: Any, tokenizer: Any, count: int, config: SamplingConfig
+    model: GPT, tokenizer: Tokenizer, count: int, config: SamplingConfig
 ) -> list[str]:
     """count stories sampled from scratch (after <|endoftext|>),
     generated as one batch, each cut at its own <|endoftext|>."""

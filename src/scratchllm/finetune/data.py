@@ -170,6 +170,7 @@ def parse_line(line: str, where: str) -> dict[str, Any]:
     return record
 
 
+# book/10_instruction_tuning.md § The common chat format, for your own data
 def load_chat_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Every record of a chat JSONL file; DatasetError (path:line) on
     the first bad line or when there is no record at all."""

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,6 +51,7 @@ def encode_records(tokenizer: Tokenizer, records: Sequence[dict[str, Any]],
     return examples
 
 
+# book/10_instruction_tuning.md § Padding and packing
 def pack(lengths: Sequence[int], capacity: int) -> list[list[int]]:
     """Group consecutive items into rows of at most `capacity` tokens."""
     rows: list[list[int]] = [[]]
@@ -130,6 +131,11 @@ def sft_config(profile: str, artifacts_root: str | Path, run_name: str,
     return preset(profile, artifacts_root=str(artifacts_root), **settings)
 
 
+# book/10_instruction_tuning.md § Fine-tuning on the chapter 7 loop
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+
 def with_context(model: GPT, context_length: int) -> GPT:
     """A copy of `model` whose context holds at least `context_length`
     tokens (RoPE tables are rebuilt; the weights are the same)."""
@@ -141,7 +147,7 @@ def with_context(model: GPT, context_length: int) -> GPT:
 
 
 def finetune(config: TrainConfig, model: GPT, batches: ChatBatches,
-             accelerator: Any = None) -> TrainResult:
+             accelerator: "Accelerator | None" = None) -> TrainResult:
     """Fine-tune a copy of `model` on `batches` with chapter 7's loop;
     the result holds the tuned copy."""
     if model.config.context_length < config.context_length:
@@ -153,6 +159,7 @@ def finetune(config: TrainConfig, model: GPT, batches: ChatBatches,
                     batches=batches)
 
 
+# book/10_instruction_tuning.md § Fine-tuning on the chapter 7 loop
 def pretraining_bits_per_byte(model: GPT, config: TrainConfig,
                               context_length: int) -> float:
     """Bits per byte of `model` on the first `config.eval_tokens`
@@ -186,7 +193,7 @@ def run_sft(config: TrainConfig, checkpoint: str | Path,
             tokenizer_dir: str | Path, data: str | Path,
             lora_rank: int = 0, lora_alpha: float = 16.0,
             use_mask: bool = True, packing: bool = True,
-            accelerator: Any = None) -> TrainResult:
+            accelerator: "Accelerator | None" = None) -> TrainResult:
     """Fine-tune the checkpoint on a chat JSONL file; with `lora_rank`,
     train adapters in <run>/training and save the merged model in
     <run>."""

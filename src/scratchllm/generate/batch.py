@@ -31,6 +31,7 @@ def left_pad(
     return tokens, real
 
 
+# book/09_generation_evaluation.md § Batched generation with left padding
 @torch.no_grad()
 def generate_batch(
     model: GPT,

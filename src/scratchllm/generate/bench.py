@@ -6,39 +6,21 @@
 Hugging Face transformers' generate on the exported model."""
 
 import os
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from scratchllm.generate.decode import decode_tokens
 from scratchllm.generate.sampling import SamplingConfig
+from scratchllm.model.gpt import GPT
 from scratchllm.model.hf import export_hf
+from scratchllm.timing import median_seconds
 
 
 # book/09_generation_evaluation.md § Fast decoding: the KV cache
-def median_seconds(
-    works: dict[str, Callable[[], Any]], repeats: int
-) -> dict[str, float]:
-    """Median wall time of each work() over repeats rounds. Each is
-    warmed up once; within a round the works take turns, so a burst of
-    load on a shared machine slows all of them, not just one."""
-    for work in works.values():
-        work()
-    times: dict[str, list[float]] = {name: [] for name in works}
-    for _ in range(repeats):
-        for name, work in works.items():
-            start = time.perf_counter()
-            work()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def greedy_ids(
-    model: Any, prompt_ids: list[int], new_tokens: int, use_cache: bool
+    model: GPT, prompt_ids: list[int], new_tokens: int, use_cache: bool
 ) -> list[int]:
     """Exactly new_tokens greedy tokens (no stop token)."""
     room = model.config.context_length - len(prompt_ids)
@@ -50,8 +32,9 @@ def greedy_ids(
                               use_cache=use_cache))
 
 
+# book/09_generation_evaluation.md § Fast decoding: the KV cache
 def cache_speedups(
-    model: Any, prompt_ids: list[int], lengths: list[int], repeats: int
+    model: GPT, prompt_ids: list[int], lengths: list[int], repeats: int
 ) -> list[dict[str, float]]:
     """Tokens per second with and without the KV cache, per length."""
     rows = []
@@ -69,8 +52,9 @@ def cache_speedups(
     return rows
 
 
+# book/09_generation_evaluation.md § Fast decoding: the KV cache
 def compare_with_hf(
-    model: Any, prompt_ids: list[int], new_tokens: int, repeats: int
+    model: GPT, prompt_ids: list[int], new_tokens: int, repeats: int
 ) -> dict[str, Any]:
     """Greedy decoding with ours and with transformers' generate on the
     exported Llama model: the tokens of both and their rates."""

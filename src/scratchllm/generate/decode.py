@@ -10,7 +10,7 @@ import codecs
 import re
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -83,6 +83,10 @@ def sample_ids(
 
 
 # book/09_generation_evaluation.md § The decoding loop
+if TYPE_CHECKING:
+    from scratchllm.model.gpt import GPT
+    from scratchllm.tokenizer.bpe import Tokenizer
+
 SPECIAL_LOOKING = re.compile(r"<\|[^<>|\s]*\|>")
 
 
@@ -105,7 +109,8 @@ def check_prompt_ids(
             f"{context_length - 1} tokens so that a new token fits")
 
 
-def encode_prompt(tokenizer: Any, prompt: str, model: Any) -> list[int]:
+def encode_prompt(tokenizer: "Tokenizer", prompt: str,
+                  model: "GPT") -> list[int]:
     """The prompt's token ids, or a ValueError saying what is wrong."""
     if not isinstance(prompt, str) or not prompt:
         raise ValueError(
@@ -123,8 +128,9 @@ def encode_prompt(tokenizer: Any, prompt: str, model: Any) -> list[int]:
     return ids
 
 
+# book/09_generation_evaluation.md § The decoding loop
 def decode_tokens(
-    model: Any,
+    model: "GPT",
     prompt_ids: list[int],
     config: SamplingConfig,
     stop_ids: Iterable[int] = (),
@@ -150,6 +156,7 @@ def decode_tokens(
                           stop_ids, use_cache)
 
 
+# book/09_generation_evaluation.md § The decoding loop
 def find_stop(text: str, stops: tuple[str, ...]) -> int | None:
     """Where the first stop string starts in text, or None."""
     found = [text.find(s) for s in stops if s in text]
@@ -168,6 +175,7 @@ def partial_stop(text: str, stops: tuple[str, ...]) -> int:
     return longest
 
 
+# book/09_generation_evaluation.md § The decoding loop
 @dataclass
 class Completion:
     """A finished generation and why it ended."""
@@ -179,8 +187,8 @@ class Completion:
 
 
 def stream(
-    model: Any,
-    tokenizer: Any,
+    model: "GPT",
+    tokenizer: "Tokenizer",
     prompt: str,
     config: SamplingConfig = SamplingConfig(),
     use_cache: bool = True,
@@ -216,9 +224,10 @@ def stream(
     return Completion(prompt, text, ids, reason)
 
 
+# book/09_generation_evaluation.md § The decoding loop
 def generate(
-    model: Any,
-    tokenizer: Any,
+    model: "GPT",
+    tokenizer: "Tokenizer",
     prompt: str,
     config: SamplingConfig = SamplingConfig(),
     use_cache: bool = True,

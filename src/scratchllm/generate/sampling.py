@@ -63,6 +63,7 @@ class SamplingConfig:
         return self.temperature == 0
 
 
+# book/09_generation_evaluation.md § From logits to a token
 def apply_repetition_penalty(
     logits: torch.Tensor, seen: torch.Tensor, penalty: float
 ) -> torch.Tensor:
@@ -85,6 +86,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, -math.inf)
 
 
+# book/09_generation_evaluation.md § From logits to a token
 def next_token_scores(
     logits: torch.Tensor, config: SamplingConfig, seen: torch.Tensor
 ) -> torch.Tensor:

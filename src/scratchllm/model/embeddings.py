@@ -60,6 +60,7 @@ def apply_rope(
     return x * cos + rotate_half(x) * sin
 
 
+# book/04_embeddings.md § Which coordinates form a pair?
 class RotaryEmbedding(nn.Module):
     """Precomputed RoPE tables; rotates queries and keys by position."""
 

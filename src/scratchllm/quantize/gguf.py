@@ -14,7 +14,8 @@ import torch
 
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
-from scratchllm.tokenizer.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
+from scratchllm.tokenizer.bpe import (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN,
+                                      Tokenizer)
 from scratchllm.tokenizer.export import bytes_to_unicode
 
 # book/12_deployment.md § Export: Hugging Face and GGUF
@@ -46,6 +47,7 @@ def gguf_name(name: str) -> str:
     return f"blk.{layer}.{GGUF_LAYER_NAMES[rest]}"
 
 
+# book/12_deployment.md § Export: Hugging Face and GGUF
 def rope_to_pairs(weight: np.ndarray, heads: int) -> np.ndarray:
     """Rows of W_q or W_k from rotate-half order (first half against
     second half of each head) to adjacent-pair order (llama.cpp's)."""
@@ -62,7 +64,7 @@ def rope_from_pairs(weight: np.ndarray, heads: int) -> np.ndarray:
 
 
 # book/12_deployment.md § Export: Hugging Face and GGUF
-def gguf_vocabulary(tokenizer: Any, rows: int
+def gguf_vocabulary(tokenizer: Tokenizer, rows: int
                     ) -> tuple[list[str], list[int], list[str]]:
     """Tokens spelled in GPT-2's byte alphabet, their llama.cpp types,
     and the merges as "left right" strings in rank order."""
@@ -95,7 +97,7 @@ def gguf_vocabulary(tokenizer: Any, rows: int
 
 
 # book/12_deployment.md § Export: Hugging Face and GGUF
-def write_gguf(model: GPT, tokenizer: Any, path: str | Path,
+def write_gguf(model: GPT, tokenizer: Tokenizer, path: str | Path,
                file_type: str = "f32",
                chat_template: str | None = None) -> Path:
     """Write model and tokenizer as one GGUF file for llama.cpp."""
@@ -136,7 +138,7 @@ def write_gguf(model: GPT, tokenizer: Any, path: str | Path,
 
 
 # book/12_deployment.md § Export: Hugging Face and GGUF
-def add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Any,
+def add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Tokenizer,
                   vocabulary: tuple[list[str], list[int], list[str]],
                   chat_template: str | None) -> None:
     """The tokenizer.* keys: a GPT-2-style BPE llama.cpp can run."""

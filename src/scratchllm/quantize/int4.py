@@ -25,6 +25,7 @@ def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
     return torch.stack([low, high], dim=-1).flatten(-2)
 
 
+# book/12_deployment.md § int4 in groups
 def quantize_int4(weight: torch.Tensor, group_size: int = 64
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Packed codes [out, padded_in / 2] (uint8) and scales

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
@@ -22,9 +22,11 @@ from starlette.exceptions import HTTPException
 from scratchllm.finetune.chat import end_of_turn_id, render_chat
 from scratchllm.generate.decode import encode_prompt
 from scratchllm.generate.sampling import SamplingConfig
+from scratchllm.model.gpt import GPT
 from scratchllm.serve.engine import Engine, EngineBusy, EngineClosed, Job
 from scratchllm.serve.page import CHAT_PAGE
 from scratchllm.serve.text import TextStream
+from scratchllm.tokenizer.bpe import Tokenizer
 
 
 # book/12_deployment.md § The HTTP layer
@@ -83,6 +85,10 @@ class ApiError(Exception):
         return JSONResponse(self.body(), status_code=self.status)
 
 
+# book/12_deployment.md § The HTTP layer
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one request may ask of the server."""
@@ -92,8 +98,8 @@ class Limits:
     default_max_tokens: int = 16
 
 
-async def read_request(request: Request, schema: type[BaseModel],
-                       limits: Limits) -> Any:
+async def read_request(request: Request, schema: type[RequestT],
+                       limits: Limits) -> RequestT:
     """The body parsed into schema, or an ApiError: too large (413),
     not JSON or not matching the schema (400)."""
     declared = request.headers.get("content-length", "0")
@@ -136,7 +142,7 @@ def sampling(body: Settings, default_tokens: int,
         stop=tuple(stop), seed=seed)
 
 
-def prompt_ids(tokenizer: Any, model: Any, text: str) -> list[int]:
+def prompt_ids(tokenizer: Tokenizer, model: GPT, text: str) -> list[int]:
     """Token ids of a prompt, or ApiError 400 saying what is wrong."""
     try:
         return encode_prompt(tokenizer, text, model)
@@ -146,7 +152,7 @@ def prompt_ids(tokenizer: Any, model: Any, text: str) -> list[int]:
         raise ApiError(400, str(error), param="prompt", code=code) from None
 
 
-def chat_ids(tokenizer: Any, model: Any, messages: list[Message]
+def chat_ids(tokenizer: Tokenizer, model: GPT, messages: list[Message]
              ) -> tuple[list[int], int]:
     """Token ids of a conversation in chapter 10's chat format, and the
     end-of-turn id; ApiError 400 if the tokenizer has no chat tokens."""
@@ -168,8 +174,9 @@ def chat_ids(tokenizer: Any, model: Any, messages: list[Message]
 class Run:
     """One job's output, handed from the engine thread to the loop."""
 
-    def __init__(self, engine: Engine, tokenizer: Any, ids: list[int],
-                 config: SamplingConfig, stop_ids: set[int]) -> None:
+    def __init__(self, engine: Engine, tokenizer: Tokenizer,
+                 ids: list[int], config: SamplingConfig,
+                 stop_ids: set[int]) -> None:
         self.loop = asyncio.get_running_loop()
         self.events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.text = TextStream(tokenizer, config.stop)
@@ -240,7 +247,7 @@ def choice(chat: bool, text: str | None, reason: str | None,
 
 
 async def respond(run: Run, body: Settings, model_name: str,
-                  chat: bool) -> Any:
+                  chat: bool) -> dict[str, Any] | StreamingResponse:
     """The JSON response, or an SSE stream of chunks ending in [DONE]."""
     head = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}",
             "created": int(time.time()), "model": model_name}
@@ -278,7 +285,7 @@ async def respond(run: Run, body: Settings, model_name: str,
 
 
 # book/12_deployment.md § The HTTP layer
-def add_routes(app: FastAPI, engine: Engine, tokenizer: Any,
+def add_routes(app: FastAPI, engine: Engine, tokenizer: Tokenizer,
                model_name: str, limits: Limits) -> None:
     """The OpenAI routes, /health and the chat page."""
     model = engine.model
@@ -330,7 +337,7 @@ def add_routes(app: FastAPI, engine: Engine, tokenizer: Any,
 
 
 # book/12_deployment.md § The HTTP layer
-def create_app(engine: Engine, tokenizer: Any, model_name: str,
+def create_app(engine: Engine, tokenizer: Tokenizer, model_name: str,
                limits: Limits = Limits()) -> FastAPI:
     """The OpenAI-compatible app serving engine's model."""
 

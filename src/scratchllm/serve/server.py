@@ -7,12 +7,15 @@
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import uvicorn
 
-
 # book/12_deployment.md § Running it
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as probe:
@@ -24,7 +27,7 @@ class BackgroundServer:
     """`with BackgroundServer(app) as server:` serves app at server.url
     until the block ends, then shuts down as on Ctrl-C."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1",
+    def __init__(self, app: "FastAPI", host: str = "127.0.0.1",
                  port: int | None = None, grace: float = 5.0) -> None:
         port = port or free_port(host)
         self.url = f"http://{host}:{port}"

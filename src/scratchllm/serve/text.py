@@ -5,9 +5,9 @@
 """Token ids to the text a client may be sent, with stop strings."""
 
 import codecs
-from typing import Any
 
 from scratchllm.generate.decode import find_stop, partial_stop
+from scratchllm.tokenizer.bpe import Tokenizer
 
 
 # book/12_deployment.md § From tokens to text a client may see
@@ -15,7 +15,8 @@ class TextStream:
     """Text of one request, token by token: UTF-8 is decoded across
     token boundaries and no part of a stop string is ever sent."""
 
-    def __init__(self, tokenizer: Any, stop: tuple[str, ...] = ()) -> None:
+    def __init__(self, tokenizer: Tokenizer,
+                 stop: tuple[str, ...] = ()) -> None:
         self.tokenizer, self.stop = tokenizer, tuple(stop)
         self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.text, self.sent, self.stopped = "", 0, False

@@ -10,15 +10,14 @@ Scratch*.
 """
 
 import os
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from scratchllm.timing import median_seconds
 from scratchllm.tokenizer.bpe import (GPT4_SPLIT_PATTERN, SPECIAL_TOKENS,
                                       Tokenizer)
 from scratchllm.tokenizer.train import train_bpe
@@ -26,16 +25,6 @@ from scratchllm.tokenizer.train import train_bpe
 # book/03_tokenization.md § Against the Rust trainer
 if TYPE_CHECKING:
     import tokenizers
-
-
-def median_seconds(work: Callable[[], object], repeats: int = 3) -> float:
-    """The median wall-clock time of ``repeats`` calls of ``work``."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def train_hf(texts: list[str], vocab_size: int,
@@ -56,19 +45,7 @@ def train_hf(texts: list[str], vocab_size: int,
     return hf
 
 
-def race(works: dict[str, Callable[[], object]],
-         repeats: int = 3) -> dict[str, float]:
-    """Median wall-clock seconds of each of ``works``, run in turn, so that
-    all of them see the same load on a shared machine."""
-    times: dict[str, list[float]] = {name: [] for name in works}
-    for _ in range(repeats):
-        for name, work in works.items():
-            start = time.perf_counter()
-            work()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
+# book/03_tokenization.md § Against the Rust trainer
 @contextmanager
 def one_thread() -> Iterator[None]:
     """Keep Hugging Face's Rust code on one thread (``tokenizers`` reads
@@ -89,12 +66,13 @@ def compare_training(texts: list[str], vocab_size: int,
     """Median training seconds of ours and of Hugging Face's trainer, both
     on one thread, run in turn; ``ratio`` is ours over theirs."""
     with one_thread():
-        times = race({"ours_s": lambda: train_bpe(texts, vocab_size),
-                      "hf_s": lambda: train_hf(texts, vocab_size)},
-                     repeats)
+        times = median_seconds(
+            {"ours_s": lambda: train_bpe(texts, vocab_size),
+             "hf_s": lambda: train_hf(texts, vocab_size)}, repeats)
     return {**times, "ratio": times["ours_s"] / times["hf_s"]}
 
 
+# book/03_tokenization.md § Against the Rust trainer
 def compare_with_hf(texts: list[str], vocab_size: int,
                     held_out: str) -> dict[str, float]:
     """Train both on ``texts``: the share of our tokens that Hugging Face
@@ -114,6 +92,7 @@ def compare_with_hf(texts: list[str], vocab_size: int,
             "hf_bytes_per_token": size / len(hf.encode(held_out).ids)}
 
 
+# book/03_tokenization.md § Against the Rust trainer
 def encoding_speed(tokenizer: Tokenizer, text: str,
                    repeats: int = 3) -> dict[str, float]:
     """MB/s on ``text`` of our pure-Python encoder, starting with an empty
@@ -127,12 +106,14 @@ def encoding_speed(tokenizer: Tokenizer, text: str,
         tokenizer._cache.clear()
         return tokenizer.encode_ordinary(text)
 
-    times = race({"ours": cold,
-                  "ours_warm": lambda: tokenizer.encode_ordinary(text),
-                  "tiktoken": lambda: fast.encode_ordinary(text)}, repeats)
+    times = median_seconds(
+        {"ours": cold,
+         "ours_warm": lambda: tokenizer.encode_ordinary(text),
+         "tiktoken": lambda: fast.encode_ordinary(text)}, repeats)
     return {f"{name}_mb_s": megabytes / t for name, t in times.items()}
 
 
+# book/03_tokenization.md § Against the Rust trainer
 STREAM_SCRIPT = """
 import resource, sys
 from scratchllm.tokenizer.bpe import load_tokenizer

@@ -128,7 +128,6 @@ def encode_piece(piece: bytes, merges: Mapping[Pair, int],
 
 # book/03_tokenization.md § The tokenizer
 CACHE_SIZE = 1 << 16
-STREAMING_PATTERNS = (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN)
 
 
 class PieceCache(dict):
@@ -146,6 +145,10 @@ class PieceCache(dict):
         return ids
 
 
+# book/03_tokenization.md § The tokenizer
+STREAMING_PATTERNS = (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN)
+
+
 def safe_cuts(pattern: str,
               special_tokens: Iterable[str]) -> regex.Pattern | None:
     """Where ``encode_iterable`` may cut a stream (searched backwards):
@@ -159,8 +162,18 @@ def safe_cuts(pattern: str,
                          regex.REVERSE)
 
 
-class Tokenizer:
-    """A byte-level BPE tokenizer.
+def special_splitter(special_tokens: Iterable[str]) -> regex.Pattern | None:
+    """A regex whose ``split`` keeps the special tokens, longest first so
+    that a token that is a prefix of another never wins; None if none."""
+    longest_first = sorted(special_tokens, key=len, reverse=True)
+    return regex.compile(
+        "(" + "|".join(map(regex.escape, longest_first)) + ")"
+    ) if longest_first else None
+
+
+# book/03_tokenization.md § The tokenizer
+class Vocabulary:
+    """The id -> bytes table of a byte-level BPE tokenizer, and decoding.
 
     ``merges`` maps each pair of ids to the id of the merged token, in the
     order the merges were learnt (ids must increase along that order);
@@ -168,7 +181,6 @@ class Tokenizer:
     """
 
     def __init__(self, merges: Mapping[Pair, int],
-                 pattern: str = GPT4_SPLIT_PATTERN,
                  special_tokens: Mapping[str, int] | None = None,
                  byte_ids: Sequence[int] = range(256)) -> None:
         if sorted(set(byte_ids)) != sorted(byte_ids) or len(byte_ids) != 256:
@@ -193,15 +205,53 @@ class Tokenizer:
             if i in self.vocab:
                 raise ValueError(f"special token {token!r} reuses id {i}")
             self.vocab[i] = token.encode("utf-8")
+
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest id: the rows of an embedding table."""
+        return max(self.vocab) + 1
+
+    @property
+    def eot_id(self) -> int:
+        """The id of ``<|endoftext|>``, the document separator."""
+        if EOT not in self.special_tokens:
+            raise ValueError(f"this tokenizer has no {EOT} token")
+        return self.special_tokens[EOT]
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes that ``ids`` stand for."""
+        try:
+            return b"".join(self.vocab[i] for i in ids)
+        except KeyError as error:
+            raise ValueError(f"unknown token id {error.args[0]!r} (vocab "
+                             f"size {self.vocab_size})") from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Decode ``ids`` to text; invalid UTF-8 becomes U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(vocab_size={self.vocab_size}, "
+                f"merges={len(self.merges)}, "
+                f"special_tokens={len(self.special_tokens)})")
+
+
+# book/03_tokenization.md § The tokenizer
+class Tokenizer(Vocabulary):
+    """A byte-level BPE tokenizer: a :class:`Vocabulary` that also encodes,
+    cutting text into pre-tokens with the split ``pattern`` first."""
+
+    def __init__(self, merges: Mapping[Pair, int],
+                 pattern: str = GPT4_SPLIT_PATTERN,
+                 special_tokens: Mapping[str, int] | None = None,
+                 byte_ids: Sequence[int] = range(256)) -> None:
+        super().__init__(merges, special_tokens, byte_ids)
         try:
             self._split = regex.compile(pattern)
         except regex.error as error:
             raise ValueError(f"bad split pattern: {error}") from error
         self.pattern = pattern
-        longest_first = sorted(self.special_tokens, key=len, reverse=True)
-        self._special = regex.compile(
-            "(" + "|".join(map(regex.escape, longest_first)) + ")"
-        ) if longest_first else None
+        self._special = special_splitter(self.special_tokens)
         self._safe_cuts = safe_cuts(pattern, self.special_tokens)
         self._cache = PieceCache(self._encode_piece)
 
@@ -215,18 +265,6 @@ class Tokenizer:
         first = 256 + len(ranked)
         specials = {t: first + k for k, t in enumerate(special_tokens)}
         return cls(ranked, pattern, specials)
-
-    @property
-    def vocab_size(self) -> int:
-        """One more than the largest id: the rows of an embedding table."""
-        return max(self.vocab) + 1
-
-    @property
-    def eot_id(self) -> int:
-        """The id of ``<|endoftext|>``, the document separator."""
-        if EOT not in self.special_tokens:
-            raise ValueError(f"this tokenizer has no {EOT} token")
-        return self.special_tokens[EOT]
 
     def _encode_piece(self, piece: bytes) -> list[int]:
         return encode_piece(piece, self.merges, self.byte_ids)
@@ -262,32 +300,7 @@ class Tokenizer:
         if self._safe_cuts is None:
             yield from self.encode("".join(chunks))
             return
-        buffer, searched = "", 0
-        for chunk in chunks:
-            buffer += chunk
-            if len(buffer) < block:
-                continue
-            cut = self._safe_cuts.search(buffer, max(0, searched - 1))
-            searched = len(buffer)
-            if cut is not None:
-                head = buffer[:cut.start() + 1]
-                ids = self.encode(head)
-                yield from ids[:len(ids) - len(self.encode(head[-1]))]
-                buffer = buffer[cut.start():]
-                searched = len(buffer)
-        yield from self.encode(buffer)
-
-    def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        """The bytes that ``ids`` stand for."""
-        try:
-            return b"".join(self.vocab[i] for i in ids)
-        except KeyError as error:
-            raise ValueError(f"unknown token id {error.args[0]!r} (vocab "
-                             f"size {self.vocab_size})") from None
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """Decode ``ids`` to text; invalid UTF-8 becomes U+FFFD."""
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+        yield from encode_stream(self.encode, self._safe_cuts, chunks, block)
 
     def save(self, folder: str | Path) -> Path:
         """Write ``bpe.json`` (and a readable ``vocab.txt``) to ``folder``."""
@@ -297,10 +310,27 @@ class Tokenizer:
         """A fingerprint of the tokenizer: the hash of its ``bpe.json``."""
         return hashlib.sha256(to_json(self).encode("utf-8")).hexdigest()
 
-    def __repr__(self) -> str:
-        return (f"Tokenizer(vocab_size={self.vocab_size}, "
-                f"merges={len(self.merges)}, "
-                f"special_tokens={len(self.special_tokens)})")
+
+# book/03_tokenization.md § The tokenizer
+def encode_stream(encode: Callable[[str], list[int]], cuts: regex.Pattern,
+                  chunks: Iterable[str], block: int) -> Iterator[int]:
+    """The ids of ``encode("".join(chunks))``, encoding once about
+    ``block`` characters are buffered, up to the last of the safe
+    ``cuts`` and one character past it, whose ids are dropped."""
+    buffer, searched = "", 0
+    for chunk in chunks:
+        buffer += chunk
+        if len(buffer) < block:
+            continue
+        cut = cuts.search(buffer, max(0, searched - 1))
+        searched = len(buffer)
+        if cut is not None:
+            head = buffer[:cut.start() + 1]
+            ids = encode(head)
+            yield from ids[:len(ids) - len(encode(head[-1]))]
+            buffer = buffer[cut.start():]
+            searched = len(buffer)
+    yield from encode(buffer)
 
 
 # book/03_tokenization.md § Saving and loading
@@ -331,6 +361,7 @@ def save_tokenizer(tokenizer: "Tokenizer", folder: str | Path) -> Path:
     return folder
 
 
+# book/03_tokenization.md § Saving and loading
 def load_tokenizer(path: str | Path) -> "Tokenizer":
     """Load a tokenizer from a folder holding ``bpe.json`` (or the file)."""
     path = Path(path)

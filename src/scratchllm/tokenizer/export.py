@@ -73,6 +73,7 @@ def to_tiktoken(tokenizer: Tokenizer,
                              special_tokens=tokenizer.special_tokens)
 
 
+# book/03_tokenization.md § Exports: tiktoken and Hugging Face
 def to_hf_json(tokenizer: Tokenizer) -> dict:
     """The content of a Hugging Face ``tokenizer.json``."""
     to_char = bytes_to_unicode()

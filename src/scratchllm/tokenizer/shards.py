@@ -51,6 +51,7 @@ def _encode_batch(texts: list[str]) -> tuple[np.ndarray, int, int]:
     return np.array(ids, dtype=dtype), len(texts), size
 
 
+# book/03_tokenization.md § Token shards for pretraining
 def iter_jsonl_texts(path: Path) -> Iterator[str]:
     """The ``text`` field of each line of a JSONL file, lazily; a line
     that is not UTF-8 or not JSON is refused with its number."""
@@ -153,6 +154,7 @@ def write_shards(tokenizer: Tokenizer, data_dir: str | Path,
     return index
 
 
+# book/03_tokenization.md § Token shards for pretraining
 class ShardError(ValueError):
     """Token shards that do not match their index."""
 

@@ -50,6 +50,7 @@ def merges_needed(vocab_size: int, special_tokens: Sequence[str]) -> int:
     return merges
 
 
+# book/03_tokenization.md § Training, slowly
 def learn_merges_naive(pretokens: Mapping[str, int],
                        num_merges: int) -> list[Pair]:
     """Reference BPE: recount all pairs for every merge. Ties go to the
@@ -180,6 +181,7 @@ def merge_everywhere(table: PairTable, pair: str, new: str) -> None:
         table.recount(w, word, new)
 
 
+# book/03_tokenization.md § Training, fast
 @contextmanager
 def cycle_collector_paused() -> Iterator[None]:
     """Pause Python's cycle collector, and restore it afterwards."""
