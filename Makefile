@@ -14,7 +14,7 @@ PROFILE ?= laptop
 TORCH ?= torch==2.13.0
 # The package's extras to install.  `gguf` (llama-cpp-python, compiled from
 # source: tens of minutes) is left out unless asked for, as in
-# EXTRAS=dev,gguf make book; without it chapter 12 skips its llama.cpp check.
+# EXTRAS=dev,gguf make book; without it chapter 13 skips its llama.cpp check.
 EXTRAS ?= dev
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -26,7 +26,7 @@ SYSTEM_PACKAGES := texlive-xetex texlive-latex-extra \
 	fonts-wqy-microhei
 MATHJAX := _build/node/node_modules/mathjax/es5
 # C++ extensions (DeepSpeed's CPU ops) are compiled into the project, not
-# into the user's ~/.cache/torch_extensions; chapter 8's launcher uses the
+# into the user's ~/.cache/torch_extensions; chapter 9's launcher uses the
 # same folder, so the tests and the book find what set-up built.
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/_build/torch_extensions
 SHM_OP := $(TORCH_EXTENSIONS_DIR)/deepspeed_shm_comm/deepspeed_shm_comm.so

@@ -76,7 +76,7 @@ def write_tiny_corpus(folder: Path, stories: list[str], validation: int,
     """``folder/data/storyworld/{train,val}.jsonl`` (the last
     ``validation`` stories are val), a BPE tokenizer of ``vocab_size``
     trained on the stories, and its token shards in
-    ``folder/tokens/storyworld``, as chapters 2 and 3 leave them. Returns
+    ``folder/tokens/storyworld``, as chapters 3 and 4 leave them. Returns
     the tokenizer, unsaved."""
     from scratchllm.tokenizer import train_bpe
     from scratchllm.tokenizer.shards import write_shards

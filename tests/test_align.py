@@ -1,5 +1,5 @@
-"""Chapter 11: preference data, the true reward, sequence log-probs, DPO,
-the reward model, GRPO, training on chapter 7's loop, and the CLI."""
+"""Chapter 12: preference data, the true reward, sequence log-probs, DPO,
+the reward model, GRPO, training on chapter 8's loop, and the CLI."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ CONTEXT = 96
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, tiny_corpus):
     """ci/tokenizer-chat, ci/checkpoints/sft (a tiny random GPT) and
-    ci/tokens/storyworld, as chapters 3 and 10 leave them."""
+    ci/tokens/storyworld, as chapters 4 and 11 leave them."""
     root = tmp_path_factory.mktemp("artifacts")
     A = root / "ci"
     stories = [s.text for s in StoryWorld(0).documents(120)]
@@ -260,7 +260,7 @@ def test_dpo_training_on_the_chapter_7_loop(artifacts, tokenizer, sft,
 
 
 def test_preferences_pass_the_data_audit(tmp_path):
-    """data/preferences is a chapter 2 dataset: licensed records and a
+    """data/preferences is a chapter 3 dataset: licensed records and a
     manifest with a source and checksummed splits."""
     from scratchllm.compliance.checks import check_provenance
     from scratchllm.data.pipeline import audit

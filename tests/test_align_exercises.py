@@ -1,4 +1,4 @@
-"""The chapter 11 exercise checks also pass the package's own functions
+"""The chapter 12 exercise checks also pass the package's own functions
 (tests/test_exercises.py runs the stubs, solutions and wrong solutions)."""
 
 from __future__ import annotations

@@ -238,7 +238,7 @@ def test_bad_input_gives_one_error_line(
 def test_the_books_own_ci_artifacts_pass(root: Path, tmp_path: Path) -> None:
     artifacts = root / "_build" / "artifacts" / "ci"
     if not (artifacts / "eval" / "report" / "report.json").is_file():
-        pytest.skip("execute chapters 2, 3, 7 and 9 on the ci profile first")
+        pytest.skip("execute chapters 3, 4, 8 and 10 on the ci profile first")
     result = runner.invoke(app, ["audit", str(artifacts), "--samples", "4",
                                  "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -248,7 +248,7 @@ def test_the_books_own_ci_artifacts_pass(root: Path, tmp_path: Path) -> None:
 def test_a_fine_tuned_run_may_record_its_dataset_and_tokenizer(
     artifacts: Path,
 ) -> None:
-    """A second run (say chapter 10's) with a top-level `dataset` and its
+    """A second run (say chapter 11's) with a top-level `dataset` and its
     own tokenizer folder is traced and sampled like pretraining."""
     from scratchllm.model.config import ModelConfig
     from scratchllm.model.gpt import GPT
@@ -274,7 +274,7 @@ def test_a_fine_tuned_run_may_record_its_dataset_and_tokenizer(
 def test_a_reward_model_is_sampled_through_its_language_head(
     artifacts: Path,
 ) -> None:
-    """Chapter 11's reward model (a GPT with a value head) does not load
+    """Chapter 12's reward model (a GPT with a value head) does not load
     as a plain GPT; the audit samples it all the same."""
     from scratchllm.align.reward import RewardModel
     from scratchllm.model.config import ModelConfig

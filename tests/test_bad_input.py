@@ -214,7 +214,7 @@ SFT = ("sft --profile ci --checkpoint {ckpt} --tokenizer {tok} "
 
 #: The corpus. Placeholders: see make_inputs.
 CASES = [
-    # tokenizer (chapter 3)
+    # tokenizer (chapter 4)
     case("tokenizer train {binary} --out {out} --vocab-size 260", "binary",
          "not UTF-8"),
     case("tokenizer train {jsonl_binary} --out {out} --vocab-size 260",
@@ -263,7 +263,7 @@ CASES = [
          "--megabytes"),
     case("tokenizer bench --text {text} --stream-megabytes 5,x", "range",
          "--stream-megabytes"),
-    # data (chapter 2)
+    # data (chapters 2 and 3)
     case("data prepare local --path {empty} --license MIT --out {out}",
          "empty"),
     case("data prepare local --path {binary} --license MIT --out {out}",
@@ -303,7 +303,7 @@ CASES = [
          "damaged or truncated"),
     case("data sample {data_split_dir} --split train", "split is a folder"),
     case("data sample {data} --split test", "unknown split"),
-    # model (chapters 4-6)
+    # model (chapters 5-7)
     case("model export {ckpt_weights} --out {out} --no-check",
          "damaged weights"),
     case("model export {ckpt_meta} --out {out} --no-check",
@@ -315,7 +315,7 @@ CASES = [
     case("model info --preset ci --batch-size 0", "range"),
     case("model bench-attention --lengths 0", "range"),
     case("model bench-attention --repeats 0", "range"),
-    # training (chapter 7)
+    # training (chapter 8)
     case("pretrain --config {config_inf} --artifacts-root {out}", "lr inf",
          "lr must be"),
     case("pretrain --config {config_nan} --artifacts-root {out}", "wd nan",
@@ -345,7 +345,7 @@ CASES = [
     case("estimate --params 124M --mfu nan", "range"),
     case("estimate --params 124M --devices 0", "range"),
     case("bench-train --steps 0 --model ci", "range"),
-    # generation and evaluation (chapter 9)
+    # generation and evaluation (chapter 10)
     case("generate hi --checkpoint {ckpt} --tokenizer {tok} --temperature nan",
          "nan temperature", "temperature"),
     case("generate hi --checkpoint {ckpt} --tokenizer {tok} "
@@ -367,7 +367,7 @@ CASES = [
          "damaged checkpoint"),
     case("generate-bench --checkpoint {text} --no-hf", "file as checkpoint"),
     case("generate-bench --threads 0 --preset ci --no-hf", "range"),
-    # distributed (chapter 8)
+    # distributed (chapter 9)
     case("distributed configs {out_file}", "file as folder"),
     case("distributed memory --devices 0", "range"),
     case("distributed pretrain --profile ci --set "
@@ -378,7 +378,7 @@ CASES = [
     case("distributed bench --processes 2 --profile ci --set "
          "artifacts_root=\"{out}\" --out {out}/bench", "no shards",
          "no token shards"),
-    # alignment (chapter 11)
+    # alignment (chapter 12)
     case("align dpo {pairs_same} --sft {ckpt} --tokenizer {tok_chat} "
          "--output {out}", "identical pair", "identical"),
     case("align reward {pairs_empty} --sft {ckpt} --tokenizer {tok_chat} "
@@ -400,12 +400,12 @@ CASES = [
     case("align grpo --requests 0", "range", "--requests"),
     case("align grpo --sft {text} --tokenizer {tok_chat} --output {out}",
          "file as checkpoint"),
-    # audit (chapter 13)
+    # audit (chapter 14)
     case("audit {out}", "missing artifacts folder"),
     case("audit {dir}", "empty artifacts folder"),
     case("audit {text}", "file as artifacts folder"),
     case("audit {dir} --samples -1", "range", "--samples"),
-    # fine-tuning (chapter 10)
+    # fine-tuning (chapter 11)
     case("sft --profile ci --artifacts-root {out}", "no checkpoint"),
     case(SFT + "--data {jsonl_bad}", "not a chat", "bad.jsonl:1"),
     case(SFT + "--data {chat_bad}", "bad jsonl", "chat_bad.jsonl:2"),
@@ -434,7 +434,7 @@ CASES = [
          "precision must be"),
     case(SFT.replace("{out}", "{out_file}") + "--data {jsonl_bad}",
          "file as --out"),
-    # chat (chapter 10)
+    # chat (chapter 11)
     case("chat --once hi --profile ci --artifacts-root {out}",
          "no checkpoint"),
     case("chat --once hi --checkpoint {ckpt_weights} --tokenizer {tok}",
@@ -451,7 +451,7 @@ CASES = [
          "--max-new-tokens 0", "range", "max_new_tokens"),
     case("chat --once hi --checkpoint {ckpt} --tokenizer {tok} --top-k -1",
          "range", "top_k"),
-    # serving (chapter 12): every row fails before a server starts
+    # serving (chapter 13): every row fails before a server starts
     case("serve {ckpt_weights} --tokenizer {tok}", "damaged checkpoint"),
     case("serve {ckpt_meta} --tokenizer {tok}", "damaged checkpoint.json"),
     case("serve {text} --tokenizer {tok}", "file as checkpoint"),
@@ -471,7 +471,7 @@ CASES = [
          "--threads"),
     case("serve-bench {ckpt} --tokenizer {tok} --quantize int3",
          "unknown quantization", "int3"),
-    # quantization and export (chapter 11)
+    # quantization and export (chapter 12)
     case("quantize {ckpt_weights} --tokenizer {tok} --tokens {dir}",
          "damaged checkpoint"),
     case("quantize {text} --tokenizer {tok} --tokens {dir}",
@@ -497,7 +497,7 @@ CASES = [
          "unknown format", "onnx"),
     case("export {ckpt} {out} --tokenizer {tok} --type q4_k",
          "unknown GGUF type", "q4_k"),
-    # starter repository (chapter 14)
+    # starter repository (chapter 15)
     case("scaffold {dir_full}", "non-empty folder"),
     case("scaffold {out_file}", "file as folder"),
     case("scaffold {out} --track wizard", "unknown track", "wizard"),
@@ -508,7 +508,7 @@ CASES = [
          cwd="dir"),
     case("book release --no-check", "book not built", "build the book",
          cwd="book_root"),
-    case("book new 03_tokenization Again", "chapter exists"),
+    case("book new 04_tokenization Again", "chapter exists"),
 ]
 
 

@@ -91,9 +91,9 @@ def test_the_first_appendix_starts_latex_appendix_numbering(
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_markdown_cell("# Compliance\n\nText"),
                       nbformat.v4.new_code_cell("glue('x', 1)")]
-    executed = tmp_path / "14_compliance.ipynb"
+    executed = tmp_path / "15_compliance.ipynb"
     nbformat.write(notebook, executed)
-    chapter = Chapter(root=tmp_path, path=Path("book/14_compliance.md"),
+    chapter = Chapter(root=tmp_path, path=Path("book/15_compliance.md"),
                       meta={"appendix": "A"})
     staged = nbformat.reads(
         render.staged_notebook(chapter, executed, first_appendix=True), 4)

@@ -1,4 +1,4 @@
-"""Chapter 2 components, each pinned exactly: StoryWorld, the crawl,
+"""Chapters 2 and 3 components, each pinned exactly: StoryWorld, the crawl,
 cleaning, PII and deduplication (the pipeline is in test_data_pipeline)."""
 
 from __future__ import annotations

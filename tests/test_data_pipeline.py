@@ -1,4 +1,4 @@
-"""Chapter 2 pipeline: sources, bad input, counts, split, manifest, audit
+"""Chapter 3 pipeline: sources, bad input, counts, split, manifest, audit
 and the ``scratchllm data`` commands."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The architecture diagrams of chapters 5 and 6."""
+"""The architecture diagrams of chapters 6 and 7."""
 
 import base64
 

@@ -1,4 +1,4 @@
-"""Chapter 8: memory arithmetic, configs, and exactness of DDP, FSDP,
+"""Chapter 9: memory arithmetic, configs, and exactness of DDP, FSDP,
 DeepSpeed ZeRO, tensor and pipeline parallelism on two CPU processes.
 
 Every distributed test launches two processes through
@@ -45,7 +45,7 @@ FP32 = ["--mixed_precision", "no"]
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An artifacts root with small random token shards under
-    ci/tokens/storyworld (the layout chapter 3 writes) and a byte-level
+    ci/tokens/storyworld (the layout chapter 4 writes) and a byte-level
     tokenizer under ci/tokenizer."""
     root = tmp_path_factory.mktemp("artifacts")
     tokenizer = Tokenizer({}, special_tokens={

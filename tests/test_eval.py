@@ -1,4 +1,4 @@
-"""Chapter 9, evaluation: bits per byte, the multiple-choice harness and
+"""Chapter 10, evaluation: bits per byte, the multiple-choice harness and
 its loader, the Wilson interval, the StoryWorld task, sample statistics,
 the report, and the command line on a tiny artifact folder."""
 
@@ -385,7 +385,7 @@ def test_one_checkpoint_has_one_bits_per_byte_everywhere(
     assert command.exit_code == 0, command.output
     shown = json.loads(command.output[: command.output.rindex("}") + 1])
     figures = {"log": logged, "pretrain": again.val_bits_per_byte,
-               "chapter 9": chapter_9.bits_per_byte,
+               "chapter 10": chapter_9.bits_per_byte,
                "report": report["storyworld"]["bits_per_byte"],
                "scratchllm eval": shown["storyworld"]["bits_per_byte"]}
     assert len(set(figures.values())) == 1, figures

@@ -1,4 +1,4 @@
-"""Chapter 10: instruction data, SFT batches on the chapter 7 loop, LoRA
+"""Chapter 11: instruction data, SFT batches on the chapter 8 loop, LoRA
 against peft, evaluation, the chat session and the CLI's errors."""
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def test_write_instructions_manifest(tmp_path):
                                              "heldout": 7})
     assert manifest["splits"]["train"]["documents"] == 14
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
-    # chapter 2's conventions: the audit and the compliance checks pass
+    # chapter 3's conventions: the audit and the compliance checks pass
     assert audit_dataset(tmp_path) == []
     assert source_problems(tmp_path.name, manifest["sources"][0]) == []
     train = load_chat_jsonl(tmp_path / "train.jsonl")
@@ -219,7 +219,7 @@ def test_batches_visit_every_row_once_per_epoch(tokenizer):
     assert first_epoch == list(range(len(CHATS)))
 
 
-# --- the chapter 7 loop with model= and batches= --------------------
+# --- the chapter 8 loop with model= and batches= --------------------
 
 def test_pretrain_starts_from_the_given_model(artifacts, tokenizer):
     model, _ = load_model(artifacts / "ci" / "checkpoints" / "pretrain")
@@ -256,7 +256,7 @@ def test_run_sft_full_and_lora(artifacts):
     assert changed and all(n.endswith(("q_proj.weight", "v_proj.weight"))
                            for n in changed)
     assert lora.run_dir == A / "checkpoints" / "sft-lora"
-    # the audit finds the fine-tuning data; validation stays chapter 7's
+    # the audit finds the fine-tuning data; validation stays chapter 8's
     for run in ("sft", "sft-lora"):
         assert trained_on(A / "checkpoints" / run) == "instructions"
     assert full.val_bits_per_byte > 0

@@ -1,4 +1,4 @@
-"""Chapter 10: the chat format (template, tokens, loss mask, export)."""
+"""Chapter 11: the chat format (template, tokens, loss mask, export)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ CONVERSATION = [
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    """A small tokenizer with chapter 3's special tokens."""
+    """A small tokenizer with chapter 4's special tokens."""
     return train_bpe([TEXT], 256 + 60 + len(SPECIAL_TOKENS))
 
 

@@ -1,4 +1,4 @@
-"""Chapter 10: SFT under `accelerate launch` on two CPU processes equals
+"""Chapter 11: SFT under `accelerate launch` on two CPU processes equals
 one process with the same micro-batches (slow: starts processes)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Chapter 9, generation: sampling filters, the decoding loop, stop rules,
+"""Chapter 10, generation: sampling filters, the decoding loop, stop rules,
 streaming, bad input, left-padded batches, and agreement with
 transformers."""
 

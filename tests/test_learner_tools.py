@@ -69,12 +69,12 @@ def timings() -> dict:
     return {
         "ci": {"machine": {"cpu_count": 2, "torch": "2.13"},
                "chapters": {"01_background": {"seconds": 3600.0},
-                            "02_data": {"seconds": 1800.0}}},
+                            "03_data": {"seconds": 1800.0}}},
         "gpu": {"machine": {"gpu": "NVIDIA H100 80GB HBM3",
                             "gpu_count": 2, "torch": "2.13"},
-                "chapters": {"07_pretraining": {"seconds": 7200.0}}},
+                "chapters": {"08_pretraining": {"seconds": 7200.0}}},
         "cluster": {"machine": {"gpu": "Mystery GPU 9000"},
-                    "chapters": {"07_pretraining": {"seconds": 60.0}}},
+                    "chapters": {"08_pretraining": {"seconds": 60.0}}},
     }
 
 
@@ -84,10 +84,10 @@ def test_cost_is_measured_time_times_the_dated_price() -> None:
     cpu = 2 * roadmap.CPU_CORE_USD_PER_HOUR
     assert roadmap.chapter_cost(timings(), "ci", "01_background") == \
         pytest.approx(cpu)
-    assert roadmap.chapter_cost(timings(), "gpu", "07_pretraining") == \
+    assert roadmap.chapter_cost(timings(), "gpu", "08_pretraining") == \
         pytest.approx(2 * 2 * HARDWARE["h100-sxm"].usd_per_hour)
-    assert roadmap.chapter_cost(timings(), "gpu", "02_data") is None
-    assert roadmap.chapter_cost(timings(), "cluster", "07_pretraining") \
+    assert roadmap.chapter_cost(timings(), "gpu", "03_data") is None
+    assert roadmap.chapter_cost(timings(), "cluster", "08_pretraining") \
         is None  # a GPU the table does not know is not priced
 
 
@@ -150,8 +150,8 @@ def test_estimate_refuses_bad_or_conflicting_options(
 
 def test_appendix_chapters_are_labelled_by_letter(root: Path) -> None:
     book = {chapter.stem: chapter for chapter in chapters(root)}
-    assert roadmap.label(book["14_compliance"]) == \
+    assert roadmap.label(book["15_compliance"]) == \
         "Appendix A. Compliance audit"
-    assert roadmap.label(book["15_starter"]) == \
+    assert roadmap.label(book["16_starter"]) == \
         "Appendix B. Starter repositories"
-    assert roadmap.label(book["07_pretraining"]) == "7. Pretraining"
+    assert roadmap.label(book["08_pretraining"]) == "8. Pretraining"

@@ -1,4 +1,4 @@
-"""Chapters 4-6: every model component against its reference."""
+"""Chapters 5-7: every model component against its reference."""
 
 import math
 
@@ -43,7 +43,7 @@ def seeded():
     torch.manual_seed(0)
 
 
-# --- chapter 4: embeddings and RoPE -------------------------------------
+# --- chapter 5: embeddings and RoPE -------------------------------------
 
 
 def test_rope_frequencies_values():
@@ -118,7 +118,7 @@ def test_learned_positions_add_table_rows():
     torch.testing.assert_close(out[1], positions.table.weight[5:8])
 
 
-# --- chapter 5: attention -----------------------------------------------
+# --- chapter 6: attention -----------------------------------------------
 
 
 def test_stable_softmax_matches_torch_and_survives_large_scores():
@@ -224,7 +224,7 @@ def test_kv_cache_errors():
     assert cache.length == 0
 
 
-# --- chapter 6: norms, feed-forward, model ------------------------------
+# --- chapter 7: norms, feed-forward, model ------------------------------
 
 
 def test_norms_match_torch_nn():

@@ -1,4 +1,4 @@
-"""Chapters 4-6: the ``scratchllm model`` commands."""
+"""Chapters 5-7: the ``scratchllm model`` commands."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""Chapter 6: export to Hugging Face Llama format and back."""
+"""Chapter 7: export to Hugging Face Llama format and back."""
 
 import json
 import os

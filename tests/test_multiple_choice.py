@@ -1,4 +1,4 @@
-"""Chapter 9, multiple choice: distractors that give a frequency prior
+"""Chapter 10, multiple choice: distractors that give a frequency prior
 nothing, the context-free baselines, and the intervals (Wilson for one
 accuracy, Newcombe's paired one for a difference)."""
 
@@ -153,7 +153,7 @@ def paired(a: int, b: int, c: int, d: int) -> tuple[list[bool], list[bool]]:
 
 
 def test_paired_interval_known_values() -> None:
-    # The Cavo et al. (2012) table, 59/6/16/80, worked in chapter 8 ("The
+    # The Cavo et al. (2012) table, 59/6/16/80, worked in chapter 9 ("The
     # paired 2x2 table") of Fagerland, Lydersen & Laake, Statistical
     # Analysis of Contingency Tables (2017): -0.0621 (-0.1186 to -0.0046).
     low, high = paired_difference_interval(*paired(59, 6, 16, 80),

@@ -1,4 +1,4 @@
-"""Quantization and GGUF export (chapter 12)."""
+"""Quantization and GGUF export (chapter 13)."""
 
 from __future__ import annotations
 
@@ -271,7 +271,7 @@ def test_gptq_model_uses_calibration_and_keeps_the_format(model) -> None:
 
 
 def test_measure_scores_with_the_one_evaluator(model, tokenizer) -> None:
-    """The table's bits per byte is chapter 7's evaluate_split on the
+    """The table's bits per byte is chapter 8's evaluate_split on the
     same shards and budget (windows never cross a shard boundary)."""
     from scratchllm.eval.intrinsic import evaluate_split, token_byte_lengths
     from scratchllm.quantize.measure import measure

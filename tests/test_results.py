@@ -24,7 +24,7 @@ from scratchllm.results import (
 )
 
 ROOT = find_root(Path(__file__).parent)
-RESULTS = ROOT / "book" / "13_results.md"
+RESULTS = ROOT / "book" / "14_results.md"
 
 
 def glued_output(
@@ -110,8 +110,8 @@ def test_results_table_formats_numbers_and_shows_missing_names() -> None:
 def test_read_timings_reads_what_the_executor_records(tmp_path: Path) -> None:
     artifacts = tmp_path / "_build" / "artifacts"
     timings = tmp_path / "_build" / "timings" / "ci.json"
-    record_timing(timings, SimpleNamespace(stem="02_data"), 12.345, "ci")
-    assert read_timings(artifacts, "ci") == {"02_data": 12.35}
+    record_timing(timings, SimpleNamespace(stem="03_data"), 12.345, "ci")
+    assert read_timings(artifacts, "ci") == {"03_data": 12.35}
     assert read_timings(artifacts, "laptop") == {}
 
 
@@ -161,7 +161,7 @@ def named_elsewhere() -> set[tuple[str, str]]:
     """(chapter stem, glue name) pairs the results chapter's code names
     outside `HEADLINES`: two string constants side by side in a call or
     a tuple, the first a chapter stem, as in
-    `measured("07_pretraining", "run_tokens")`."""
+    `measured("08_pretraining", "run_tokens")`."""
     import jupytext
 
     stem = re.compile(r"^\d\d_[a-z_]+$")
@@ -182,8 +182,8 @@ def named_elsewhere() -> set[tuple[str, str]]:
 
 def test_named_elsewhere_finds_calls_and_tuples() -> None:
     pairs = named_elsewhere()
-    assert ("07_pretraining", "run_tokens") in pairs
-    assert ("05_attention", "gap_layer") in pairs
+    assert ("08_pretraining", "run_tokens") in pairs
+    assert ("06_attention", "gap_layer") in pairs
 
 
 def test_every_glue_name_the_results_chapter_reads_is_glued() -> None:
@@ -201,7 +201,7 @@ def test_every_glue_name_the_results_chapter_reads_is_glued() -> None:
 
 def test_the_results_chapter_summarises_every_chapter_before_it() -> None:
     listed = set(headlines())
-    earlier = [c.stem for c in chapters(ROOT) if 0 < c.number < 13]
+    earlier = [c.stem for c in chapters(ROOT) if 0 < c.number < 14]
     assert earlier and not set(earlier) - listed, (
         f"chapters without headline results: {set(earlier) - listed}")
 

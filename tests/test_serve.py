@@ -1,4 +1,4 @@
-"""The server (chapter 12): engine, text stream, and the OpenAI API tested
+"""The server (chapter 13): engine, text stream, and the OpenAI API tested
 with the official `openai` client against a live server on 127.0.0.1."""
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def run_jobs(engine: Engine, prompts: list[list[int]],
 def test_batched_engine_matches_one_at_a_time(model, tokenizer,
                                               use_cache) -> None:
     """Jobs of different lengths and settings, joining a running batch,
-    give what chapter 9's generate gives each alone."""
+    give what chapter 10's generate gives each alone."""
     texts = ["a", "hello there", "x" * 30, "The cat sat", "zz", "q" * 50]
     configs = [SamplingConfig(max_new_tokens=n, temperature=t, top_p=p,
                               seed=s)

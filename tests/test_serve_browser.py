@@ -1,4 +1,4 @@
-"""The chat page (chapter 12) in a real browser: headless Chromium driven
+"""The chat page (chapter 13) in a real browser: headless Chromium driven
 by Selenium against a live server on 127.0.0.1."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The deployment commands (chapter 12): `scratchllm serve`, `serve-bench`,
+"""The deployment commands (chapter 13): `scratchllm serve`, `serve-bench`,
 `quantize` and `export`, their outputs and their one-line errors."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for chapter 3: byte-level BPE (scratchllm.tokenizer)."""
+"""Tests for chapter 4: byte-level BPE (scratchllm.tokenizer)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``scratchllm tokenizer`` commands (chapter 3), end to end."""
+"""The ``scratchllm tokenizer`` commands (chapter 4), end to end."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fast trainer and encoder of chapter 3 against their slow references,
+"""The fast trainer and encoder of chapter 4 against their slow references,
 and training that stops early when the corpus runs out of pairs."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Streaming encoding (chapter 3): ``Tokenizer.encode_iterable`` gives
+"""Streaming encoding (chapter 4): ``Tokenizer.encode_iterable`` gives
 exactly ``encode``'s ids with every shipped split pattern, in bounded
 memory, and the shard writer gives exactly our encoder's ids."""
 
@@ -257,13 +257,13 @@ def test_shards_equal_our_encoder(name, documents):
     assert stream.tolist() == expected
 
 
-# --- chapter 3 without the shared data ----------------------------------------
+# --- chapter 4 without the shared data ----------------------------------------
 
 def run_chapter_3(root: Path, tmp_path: Path, shared: str, ci: str,
                   monkeypatch) -> Path:
-    """Execute chapter 3 on the ci profile into ``tmp_path`` with
+    """Execute chapter 4 on the ci profile into ``tmp_path`` with
     ``SCRATCHLLM_SHARED_DATA=shared`` and ``CI=ci``, on a small StoryWorld
-    corpus made here (not chapter 2's); return the executed notebook."""
+    corpus made here (not chapter 3's); return the executed notebook."""
     import papermill
 
     from scratchllm.book.chapters import chapters, select
@@ -280,8 +280,8 @@ def run_chapter_3(root: Path, tmp_path: Path, shared: str, ci: str,
     for key, value in {**KERNEL_ENV, "SCRATCHLLM_SHARED_DATA": shared,
                        "CI": ci}.items():
         monkeypatch.setenv(key, value)
-    chapter = select(chapters(root), ["03_tokenization"])[0]
-    output = tmp_path / "03_tokenization.ipynb"
+    chapter = select(chapters(root), ["04_tokenization"])[0]
+    output = tmp_path / "04_tokenization.ipynb"
     papermill.execute_notebook(
         str(write_downloads(chapter, tmp_path / "notebooks")), str(output),
         cwd=str(root / "book"), kernel_name="python3", language="python",
@@ -312,7 +312,7 @@ def test_chapter_3_runs_without_shared_data(root, tmp_path, monkeypatch):
                                    for note in shown)
     assert glued["gpt2_mismatches"] == glued["train_ratio"] == "'not run'"
     assert float(glued["story_mb"]) > 0 and "tokens_dtype" in glued
-    text = (root / "book/03_tokenization.md").read_text()
+    text = (root / "book/04_tokenization.md").read_text()
     used = set(re.findall(r"\{glue:(?:text|figure)\}`?([a-z0-9_]+)", text))
     used |= set(re.findall(r"```\{glue:figure\} ([a-z0-9_]+)", text))
     assert used <= set(glued), sorted(used - set(glued))

@@ -1,4 +1,4 @@
-"""Chapter 7 components: loss, AdamW, clipping, schedules, sampler,
+"""Chapter 8 components: loss, AdamW, clipping, schedules, sampler,
 checkpoints, config, scaling (each pinned exactly where it can be)."""
 
 import math

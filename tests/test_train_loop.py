@@ -1,4 +1,4 @@
-"""Chapter 7 training loop: exact resume after a kill, accumulation,
+"""Chapter 8 training loop: exact resume after a kill, accumulation,
 Accelerate, logs, and clear errors (the real GPT on tiny shards)."""
 
 import random

@@ -1,4 +1,4 @@
-"""Checks for the chapter 11 exercises (Bradley–Terry loss, DPO loss,
+"""Checks for the chapter 12 exercises (Bradley–Terry loss, DPO loss,
 group-relative advantages)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def _close(actual: torch.Tensor, expected: torch.Tensor) -> bool:
 
 
 def bradley_terry_loss(solution: Callable) -> None:
-    """Exercise 11.1: mean -log sigma(chosen - rejected)."""
+    """Exercise 12.1: mean -log sigma(chosen - rejected)."""
     assert _close(solution(torch.tensor([5.0]), torch.tensor([5.0])),
                   torch.tensor(0.6931472)), (
         "equal scores mean a coin flip: the loss must be log 2 (the "
@@ -45,7 +45,7 @@ def bradley_terry_loss(solution: Callable) -> None:
 
 
 def dpo_loss(solution: Callable) -> None:
-    """Exercise 11.2: the DPO loss with its reference and beta."""
+    """Exercise 12.2: the DPO loss with its reference and beta."""
     up = solution(torch.tensor([-1.0]), torch.tensor([-5.0]),
                   torch.tensor([-3.0]), torch.tensor([-3.0]), 1.0)
     assert up < 0.6931472, (
@@ -81,7 +81,7 @@ def dpo_loss(solution: Callable) -> None:
 
 
 def group_advantages(solution: Callable) -> None:
-    """Exercise 11.3: standardise rewards within each group."""
+    """Exercise 12.3: standardise rewards within each group."""
     rewards = torch.tensor([[1.0, 2.0, 3.0, 6.0], [10.0, 10.0, 12.0, 8.0]])
     out = solution(rewards)
     shifted = solution(rewards + torch.tensor([[100.0], [-50.0]]))

@@ -1,4 +1,4 @@
-"""Checks for the chapter 5 exercises (attention)."""
+"""Checks for the chapter 6 exercises (attention)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ._expect import raises_value_error
 
 
 def causal_attention(solution: Callable) -> None:
-    """Exercise 5.1: one causal head, stable softmax."""
+    """Exercise 6.1: one causal head, stable softmax."""
     generator = torch.Generator().manual_seed(0)
     q, k, v = torch.randn(3, 9, 8, generator=generator).unbind(0)
     out = solution(q, k, v)
@@ -39,7 +39,7 @@ def causal_attention(solution: Callable) -> None:
 
 
 def grouped_query_attention(solution: Callable) -> None:
-    """Exercise 5.2: GQA by sharing k/v heads in contiguous groups."""
+    """Exercise 6.2: GQA by sharing k/v heads in contiguous groups."""
     generator = torch.Generator().manual_seed(0)
     q = torch.randn(2, 6, 10, 4, generator=generator)
     for kv_heads in (6, 3, 2, 1):
@@ -59,7 +59,7 @@ def grouped_query_attention(solution: Callable) -> None:
 
 
 def decoding_mask(solution: Callable) -> None:
-    """Exercise 5.3: the bottom-right aligned causal mask."""
+    """Exercise 6.3: the bottom-right aligned causal mask."""
     square = solution(3, 3)
     assert square.dtype == torch.bool, f"dtype {square.dtype}, want bool"
     assert square.tolist() == torch.ones(3, 3).tril().bool().tolist(), (

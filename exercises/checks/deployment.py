@@ -1,4 +1,4 @@
-"""Checks for the chapter 12 exercises (int8 absmax quantization, SSE
+"""Checks for the chapter 13 exercises (int8 absmax quantization, SSE
 parsing, stop strings)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 
 
 def quantize_int8(solution: Callable) -> None:
-    """Exercise 12.1: int8 codes with one absmax scale per row."""
+    """Exercise 13.1: int8 codes with one absmax scale per row."""
     weight = torch.tensor([[0.5, -1.0, 0.25, 0.0],
                            [0.01, 0.02, -0.04, 0.03],
                            [0.0, 0.0, 0.0, 0.0]])
@@ -48,7 +48,7 @@ def _events(*payloads: object) -> str:
 
 
 def parse_sse(solution: Callable) -> None:
-    """Exercise 12.2: payloads of an SSE stream, however it is cut."""
+    """Exercise 13.2: payloads of an SSE stream, however it is cut."""
     payloads = [{"text": "Once"}, {"text": " upon\n\na"}, {"n": [1, 2]}]
     stream = _events(*payloads) + "data: [DONE]\n\n"
     got = solution([stream])
@@ -96,7 +96,7 @@ def _expected(pieces: list[str], stops: tuple[str, ...]) -> list[str]:
 
 
 def send_pieces(solution: Callable) -> None:
-    """Exercise 12.3: never send any part of a stop string, send the
+    """Exercise 13.3: never send any part of a stop string, send the
     rest as soon as it is safe."""
     cases = [
         (["Once", " up", "on", " a time"], ("upon",)),

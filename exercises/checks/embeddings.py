@@ -1,4 +1,4 @@
-"""Checks for the chapter 4 exercises (embeddings and RoPE)."""
+"""Checks for the chapter 5 exercises (embeddings and RoPE)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 
 def embed_by_matmul(solution: Callable) -> None:
-    """Exercise 4.1: one-hot vectors times the table."""
+    """Exercise 5.1: one-hot vectors times the table."""
     generator = torch.Generator().manual_seed(0)
     table = torch.randn(11, 5, generator=generator)
     tokens = torch.tensor([[3, 0, 8], [7, 7, 1]])
@@ -56,7 +56,7 @@ def _reference_rope(x: torch.Tensor, positions: torch.Tensor,
 
 
 def rope(solution: Callable) -> None:
-    """Exercise 4.2: rotate-half RoPE."""
+    """Exercise 5.2: rotate-half RoPE."""
     x = torch.zeros(1, 2)
     x[0, 0] = 1.0
     turned = solution(x, torch.tensor([1]), 10000.0)
@@ -98,7 +98,7 @@ def _halves_rope(x: torch.Tensor, base: float = 10000.0):
 
 
 def interleaved_to_halves(solution: Callable) -> None:
-    """Exercise 4.3: permute q/k rows from interleaved to rotate-half."""
+    """Exercise 5.3: permute q/k rows from interleaved to rotate-half."""
     generator = torch.Generator().manual_seed(0)
     n_heads, head_dim, d_model = 3, 8, 12
     w_q = torch.randn(n_heads * head_dim, d_model, generator=generator)

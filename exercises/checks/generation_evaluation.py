@@ -1,4 +1,4 @@
-"""Checks for the chapter 9 exercises (penalty, nucleus, distinct-n,
+"""Checks for the chapter 10 exercises (penalty, nucleus, distinct-n,
 Wilson interval)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from ._expect import raises_value_error
 
 
 def apply_repetition_penalty(solution: Callable) -> None:
-    """Exercise 9.1: seen logits move down whatever their sign."""
+    """Exercise 10.1: seen logits move down whatever their sign."""
     logits = torch.tensor([[2.0, -2.0, 2.0, -2.0, 0.0]])
     seen = torch.tensor([[True, True, False, False, True]])
     original = logits.clone()
@@ -34,7 +34,7 @@ def apply_repetition_penalty(solution: Callable) -> None:
 
 
 def top_p_filter(solution: Callable) -> None:
-    """Exercise 9.2: the smallest nucleus of mass >= p survives."""
+    """Exercise 10.2: the smallest nucleus of mass >= p survives."""
     logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
     for p, kept in [(0.5, [True, False, False, False]),
                     (0.6, [True, True, False, False]),
@@ -63,7 +63,7 @@ def top_p_filter(solution: Callable) -> None:
 
 
 def distinct_n(solution: Callable) -> None:
-    """Exercise 9.3: distinct n-grams over all n-grams."""
+    """Exercise 10.3: distinct n-grams over all n-grams."""
     cases = [((["a b a b", "A B"], 1), 2 / 6),
              ((["a b c", "a b d"], 2), 3 / 4),
              ((["a b", "b c"], 2), 1.0),
@@ -79,7 +79,7 @@ def distinct_n(solution: Callable) -> None:
 
 
 def wilson_interval(solution: Callable) -> None:
-    """Exercise 9.4: the Wilson score interval."""
+    """Exercise 10.4: the Wilson score interval."""
     for (k, n), (low, high) in [((5, 10), (0.2366, 0.7634)),
                                 ((81, 100), (0.7222, 0.8749)),
                                 ((0, 10), (0.0, 0.2775)),

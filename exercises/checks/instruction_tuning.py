@@ -1,4 +1,4 @@
-"""Checks for the chapter 10 exercises (loss-mask targets, a LoRA layer,
+"""Checks for the chapter 11 exercises (loss-mask targets, a LoRA layer,
 the chat template)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from torch import nn
 
 
 def masked_targets(solution: Callable) -> None:
-    """Exercise 10.1: shift by one, then mask by the target's flag."""
+    """Exercise 11.1: shift by one, then mask by the target's flag."""
     ids = [10, 11, 12, 13, 14, 15]
     mask = [False, False, False, True, True, False]
     inputs, targets = solution(ids, mask)
@@ -29,7 +29,7 @@ def masked_targets(solution: Callable) -> None:
 
 
 def LoRA(solution: Callable) -> None:
-    """Exercise 10.2: frozen base, zero B, alpha / rank, merging."""
+    """Exercise 11.2: frozen base, zero B, alpha / rank, merging."""
     torch.manual_seed(0)
     base = nn.Linear(6, 4, bias=False)
     original = base.weight.detach().clone()
@@ -75,7 +75,7 @@ CONVERSATIONS = [
 
 
 def chat_template(solution: Callable) -> None:
-    """Exercise 10.3: renders exactly what the book's template does."""
+    """Exercise 11.3: renders exactly what the book's template does."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     from scratchllm.finetune.chat import render_chat

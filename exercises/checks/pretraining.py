@@ -1,4 +1,4 @@
-"""Checks for the chapter 7 exercises (pretraining)."""
+"""Checks for the chapter 8 exercises (pretraining)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 
 def cross_entropy(solution: Callable) -> None:
-    """Exercise 7.1: cross-entropy from logits, stable, with shifts done
+    """Exercise 8.1: cross-entropy from logits, stable, with shifts done
     by the caller."""
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 5, 11, generator=generator, requires_grad=True)
@@ -39,7 +39,7 @@ def cross_entropy(solution: Callable) -> None:
 
 
 def warmup_cosine(solution: Callable) -> None:
-    """Exercise 7.2: linear warmup, then a cosine down to min_lr."""
+    """Exercise 8.2: linear warmup, then a cosine down to min_lr."""
     shape = dict(peak_lr=1.0, warmup_steps=10, total_steps=110, min_lr=0.1)
     rates = [solution(step, **shape) for step in range(110)]
     assert rates[0] == _near(0.1), (
@@ -65,7 +65,7 @@ def warmup_cosine(solution: Callable) -> None:
 
 
 def clip_grad_norm(solution: Callable) -> None:
-    """Exercise 7.3: scale all gradients together to a maximum norm."""
+    """Exercise 8.3: scale all gradients together to a maximum norm."""
     for max_norm in (0.05, 1e6):
         nets = [_network(), _network()]
         for net in nets:
@@ -87,7 +87,7 @@ def clip_grad_norm(solution: Callable) -> None:
 
 
 def training_step(solution: Callable, steps: int = 150) -> None:
-    """Exercise 7.4: one correct training step, judged by where training
+    """Exercise 8.4: one correct training step, judged by where training
     ends: a correct loop gets within a narrow band of the corpus's
     entropy, the floor no model can beat."""
     threads = torch.get_num_threads()

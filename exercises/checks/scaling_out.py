@@ -1,4 +1,4 @@
-"""Checks for the chapter 8 exercises (ZeRO memory, pipeline bubble,
+"""Checks for the chapter 9 exercises (ZeRO memory, pipeline bubble,
 tensor-parallel shards)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from ._expect import raises_value_error
 
 
 def zero_bytes(solution: Callable) -> None:
-    """Exercise 8.1: per-device bytes of DDP and ZeRO 1/2/3."""
+    """Exercise 9.1: per-device bytes of DDP and ZeRO 1/2/3."""
     params, devices = 1_000_000, 8
     expected = {0: 16e6, 1: 4e6 + 12e6 / 8, 2: 2e6 + 14e6 / 8,
                 3: 16e6 / 8}
@@ -33,7 +33,7 @@ def zero_bytes(solution: Callable) -> None:
 
 
 def micro_batches_for(solution: Callable) -> None:
-    """Exercise 8.2: the smallest m with (p-1)/(m+p-1) <= b."""
+    """Exercise 9.2: the smallest m with (p-1)/(m+p-1) <= b."""
     cases = {(2, 0.2): 4, (2, 0.5): 1, (4, 0.1): 27, (8, 0.25): 21,
              (1, 0.01): 1, (4, 3 / 7): 4, (3, 0.05): 38, (2, 0.3): 3,
              (3, 0.3): 5}
@@ -51,7 +51,7 @@ def micro_batches_for(solution: Callable) -> None:
 
 
 def shard_linear(solution: Callable) -> None:
-    """Exercise 8.3: column- and row-parallel shards of a Linear."""
+    """Exercise 9.3: column- and row-parallel shards of a Linear."""
     generator = torch.Generator().manual_seed(0)
     weight = torch.randn(6, 4, generator=generator)
     x = torch.randn(3, 4, generator=generator)

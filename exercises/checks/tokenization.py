@@ -1,4 +1,4 @@
-"""Checks for the chapter 3 exercises (pairs, merges, BPE, decoding)."""
+"""Checks for the chapter 4 exercises (pairs, merges, BPE, decoding)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from ._expect import raises_value_error
 
 
 def count_pairs(solution: Callable) -> None:
-    """Exercise 3.1: counts of adjacent pairs."""
+    """Exercise 4.1: counts of adjacent pairs."""
     ids = [1, 2, 1, 2, 3]
     got = dict(solution(ids))
     expected = {(1, 2): 2, (2, 1): 1, (2, 3): 1}
@@ -24,7 +24,7 @@ def count_pairs(solution: Callable) -> None:
 
 
 def merge(solution: Callable) -> None:
-    """Exercise 3.2: replace a pair, left to right, no overlaps."""
+    """Exercise 4.2: replace a pair, left to right, no overlaps."""
     ids = [1, 2, 3, 1, 2]
     got = solution(ids, (1, 2), 9)
     assert ids == [1, 2, 3, 1, 2], (
@@ -44,7 +44,7 @@ def merge(solution: Callable) -> None:
 
 
 def train_merges(solution: Callable) -> None:
-    """Exercise 3.3: byte-level BPE with the greater-bytes tie-break."""
+    """Exercise 4.3: byte-level BPE with the greater-bytes tie-break."""
     got = solution("abcd", 1)
     assert got == [(99, 100)], (
         "in 'abcd' all pairs occur once; the greatest byte pair is "
@@ -71,7 +71,7 @@ def train_merges(solution: Callable) -> None:
 
 
 def decode(solution: Callable) -> None:
-    """Exercise 3.4: join bytes, then decode with replacement."""
+    """Exercise 4.4: join bytes, then decode with replacement."""
     vocab = {i: bytes([i]) for i in range(256)}
     vocab[256] = "é".encode()[:1]
     vocab[257] = "é".encode()[1:] + b"t"
@@ -89,7 +89,7 @@ def decode(solution: Callable) -> None:
 
 
 def bytes_per_token(solution: Callable) -> None:
-    """Exercise 3.5: total bytes over total tokens."""
+    """Exercise 4.5: total bytes over total tokens."""
     def encode(text: str) -> list[int]:
         return list(text.encode("utf-8"))[::2]
 

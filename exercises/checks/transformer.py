@@ -1,4 +1,4 @@
-"""Checks for the chapter 6 exercises (the transformer)."""
+"""Checks for the chapter 7 exercises (the transformer)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 
 def rms_norm(solution: Callable) -> None:
-    """Exercise 6.1: RMSNorm against torch.nn.functional.rms_norm."""
+    """Exercise 7.1: RMSNorm against torch.nn.functional.rms_norm."""
     generator = torch.Generator().manual_seed(0)
     x = 3 * torch.randn(4, 5, 16, generator=generator) + 1
     weight = torch.randn(16, generator=generator)
@@ -34,7 +34,7 @@ def rms_norm(solution: Callable) -> None:
 
 
 def parameter_count(solution: Callable) -> None:
-    """Exercise 6.2: against the model's own count."""
+    """Exercise 7.2: against the model's own count."""
     from scratchllm.model.config import ModelConfig
     from scratchllm.model.gpt import GPT
 
@@ -58,7 +58,7 @@ def parameter_count(solution: Callable) -> None:
 
 
 def swiglu_width(solution: Callable) -> None:
-    """Exercise 6.3: matched-parameter SwiGLU width."""
+    """Exercise 7.3: matched-parameter SwiGLU width."""
     cases = {(3072, 32): 2048, (512, 32): 352, (192, 1): 128,
              (768, 64): 512, (100, 8): 64, (15, 4): 12, (21, 4): 16}
     for (hidden, multiple), expected in cases.items():

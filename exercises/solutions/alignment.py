@@ -1,4 +1,4 @@
-"""Reference solutions for the chapter 11 exercises."""
+"""Reference solutions for the chapter 12 exercises."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reference solutions for the chapter 5 exercises."""
+"""Reference solutions for the chapter 6 exercises."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reference solutions for the chapter 12 exercises (int8 absmax, SSE
+"""Reference solutions for the chapter 13 exercises (int8 absmax, SSE
 parsing, stop strings)."""
 
 from __future__ import annotations

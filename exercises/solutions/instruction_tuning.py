@@ -1,4 +1,4 @@
-"""Reference solutions for the chapter 10 exercises."""
+"""Reference solutions for the chapter 11 exercises."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reference solutions for the chapter 7 exercises (pretraining)."""
+"""Reference solutions for the chapter 8 exercises (pretraining)."""
 
 from __future__ import annotations
 

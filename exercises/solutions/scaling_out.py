@@ -1,4 +1,4 @@
-"""Reference solutions for the chapter 8 exercises (scaling out)."""
+"""Reference solutions for the chapter 9 exercises (scaling out)."""
 
 from __future__ import annotations
 

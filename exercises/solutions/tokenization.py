@@ -1,4 +1,4 @@
-"""Reference solutions for the chapter 3 exercises (tokenization)."""
+"""Reference solutions for the chapter 4 exercises (tokenization)."""
 
 from __future__ import annotations
 

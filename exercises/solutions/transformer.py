@@ -1,4 +1,4 @@
-"""Reference solutions for the chapter 6 exercises."""
+"""Reference solutions for the chapter 7 exercises."""
 
 from __future__ import annotations
 

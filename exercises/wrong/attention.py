@@ -1,4 +1,4 @@
-"""Wrong solutions to the chapter 5 exercises (see ``__init__``)."""
+"""Wrong solutions to the chapter 6 exercises (see ``__init__``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wrong solutions to the chapter 7 exercises (see ``__init__``)."""
+"""Wrong solutions to the chapter 8 exercises (see ``__init__``)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ class Chapter:
     """One chapter: its source file and the metadata in its front matter."""
 
     root: Path
-    path: Path  # relative to root, e.g. book/02_data.md
+    path: Path  # relative to root, e.g. book/03_data.md
     meta: dict[str, Any] = field(compare=False)
 
     @property

@@ -1,4 +1,4 @@
-"""Architecture diagrams for chapters 5 and 6, drawn with matplotlib.
+"""Architecture diagrams for chapters 6 and 7, drawn with matplotlib.
 
 Each ``draw_*`` function returns a :class:`~matplotlib.figure.Figure` laid
 out in inches (the axes span the figure, one data unit is one inch), so

@@ -13,7 +13,7 @@ from scratchllm.book.chapters import PROFILES, Chapter
 
 #: On-demand price of one CPU core (vCPU) for an hour, to price runs
 #: measured on CPUs: AWS m7i.large (2 vCPUs, us-east-1) at $0.1008/h.
-#: GPUs are priced from chapter 7's table (``scratchllm.train.monitor``).
+#: GPUs are priced from chapter 8's table (``scratchllm.train.monitor``).
 CPU_CORE_USD_PER_HOUR = 0.0504
 CPU_PRICE_SOURCE = "AWS m7i.large on demand, us-east-1"
 #: The month the CPU price was read; prices change, check them.

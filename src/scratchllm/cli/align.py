@@ -1,4 +1,4 @@
-"""``scratchllm align reward|dpo|grpo`` (chapter 11; hand-written, never
+"""``scratchllm align reward|dpo|grpo`` (chapter 12; hand-written, never
 tangled)."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Setting:
         folder = tokenizer or artifacts / "tokenizer-chat"
         if not Path(folder).exists():
             raise FileNotFoundError(
-                f"no chat tokenizer at {folder}: run chapter 10 first or "
+                f"no chat tokenizer at {folder}: run chapter 11 first or "
                 "pass --tokenizer")
         self.tokenizer = load_tokenizer(folder)
         self.model, self.model_config = load_model(self.sft)
@@ -151,7 +151,7 @@ def report(method: str, result: TrainResult, main: bool = True) -> None:
 def register(app: typer.Typer) -> None:
     """Add `scratchllm align ...` to the main app."""
     align_app = typer.Typer(
-        help="Align a chat model with preferences or rewards (chapter 11).",
+        help="Align a chat model with preferences or rewards (chapter 12).",
         no_args_is_help=True)
     app.add_typer(align_app, name="align")
 

@@ -1,4 +1,4 @@
-"""``scratchllm distributed``: chapter 8's commands (hand-written).
+"""``scratchllm distributed``: chapter 9's commands (hand-written).
 
 * ``configs OUT`` writes the Accelerate/DeepSpeed/FSDP config files;
 * ``memory`` prints the per-device memory of DDP and ZeRO 1/2/3;
@@ -21,7 +21,7 @@ from scratchllm.cli.errors import check_output_folder, fail
 
 distributed_app = typer.Typer(
     help="Scale out: Accelerate configs, memory arithmetic, multi-process "
-    "training (chapter 8).",
+    "training (chapter 9).",
     no_args_is_help=True,
 )
 
@@ -129,7 +129,7 @@ def _checked_options(profile: str | None, config: Path | None,
     index = checked.tokens_path() / "index.json"
     if not index.is_file():
         fail(f"no token shards at {index.parent} (missing index.json): run "
-             "chapter 3 first or set tokens_dir")
+             "chapter 4 first or set tokens_dir")
     precision = checked.precision
     return ["--mixed_precision", {"fp32": "no"}.get(precision, precision)]
 
@@ -149,7 +149,7 @@ def pretrain(
     timeout: float = typer.Option(3600, min=1, help="Kill the run after "
                                   "this many seconds."),
 ) -> None:
-    """Chapter 7's pretrain on N local processes via accelerate launch."""
+    """Chapter 8's pretrain on N local processes via accelerate launch."""
     from scratchllm.distributed.launch import launch
 
     import math

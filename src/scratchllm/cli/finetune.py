@@ -1,4 +1,4 @@
-"""``scratchllm sft`` and ``scratchllm chat`` (chapter 10; hand-written,
+"""``scratchllm sft`` and ``scratchllm chat`` (chapter 11; hand-written,
 never tangled)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from scratchllm.cli.options import ARTIFACTS_ROOT, ArtifactsRoot, Profile
 
 
 def default_instructions(folder: Path, profile: str) -> Path:
-    """Chapter 10's StoryWorld instructions in `folder`, written (at the
+    """Chapter 11's StoryWorld instructions in `folder`, written (at the
     profile's sizes) when no earlier run left them there."""
     from scratchllm.finetune.data import (INSTRUCTION_SIZES,
                                           write_instructions)
@@ -25,7 +25,7 @@ def default_instructions(folder: Path, profile: str) -> Path:
         if profile not in INSTRUCTION_SIZES:
             fail(f"--profile must be one of {', '.join(INSTRUCTION_SIZES)}")
         typer.echo(f"note: no instruction data in {data}; writing "
-                   "chapter 10's StoryWorld instructions there", err=True)
+                   "chapter 11's StoryWorld instructions there", err=True)
         write_instructions(data, INSTRUCTION_SIZES[profile])
     return data / "train.jsonl"
 
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
             help="Checkpoint to start from (default: checkpoints/"
             "pretrain).")] = None,
         tokenizer: Annotated[Optional[Path], typer.Option(
-            help="Tokenizer folder (default: the chapter 3 tokenizer).")
+            help="Tokenizer folder (default: the chapter 4 tokenizer).")
         ] = None,
         out: Annotated[Optional[Path], typer.Option(
             help="Run folder (default: checkpoints/sft or sft-lora).")
@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
             help="Use Hugging Face Accelerate (for `accelerate launch`).")
         ] = False,
     ) -> None:
-        """Fine-tune a checkpoint on chat conversations (chapter 10)."""
+        """Fine-tune a checkpoint on chat conversations (chapter 11)."""
         from scratchllm.finetune.sft import run_sft, sft_config
         from scratchllm.train.checkpoint import CheckpointError
 
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         name = "sft-lora" if lora_rank else "sft"
         checkpoint = checkpoint or folder / "checkpoints" / "pretrain"
         if not checkpoint.exists():
-            fail(f"no checkpoint at {checkpoint}: run chapter 7 "
+            fail(f"no checkpoint at {checkpoint}: run chapter 8 "
                  "(`scratchllm pretrain`) or pass --checkpoint")
         if data is None:
             data = default_instructions(folder, profile)

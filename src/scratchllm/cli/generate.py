@@ -1,5 +1,5 @@
 """``scratchllm generate``, ``scratchllm eval`` and
-``scratchllm generate-bench`` (chapter 9; hand-written, never tangled)."""
+``scratchllm generate-bench`` (chapter 10; hand-written, never tangled)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``scratchllm model``: inspect model configurations, export checkpoints to
-the Hugging Face Llama format, and benchmark attention (chapters 4-6)."""
+the Hugging Face Llama format, and benchmark attention (chapters 5-7)."""
 
 from __future__ import annotations
 
@@ -99,11 +99,11 @@ def info(
 @model_app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(
-        help="A training checkpoint folder (chapter 7).")],
+        help="A training checkpoint folder (chapter 8).")],
     out: Annotated[Path, typer.Option(
         help="Folder for config.json + model.safetensors.")],
     tokenizer: Annotated[Optional[Path], typer.Option(
-        help="Tokenizer folder to export alongside (chapter 3).")] = None,
+        help="Tokenizer folder to export alongside (chapter 4).")] = None,
     check: Annotated[bool, typer.Option(
         help="Reload with transformers and compare logits.")] = True,
 ) -> None:
@@ -161,7 +161,7 @@ def bench_attention_command(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Time forward + backward of from-scratch attention and SDPA, and
-    the memory each saves for backward (chapter 5)."""
+    the memory each saves for backward (chapter 6)."""
     import torch
 
     from scratchllm.model.bench import bench_attention

@@ -1,5 +1,5 @@
 """``scratchllm serve``, ``scratchllm serve-bench``, ``scratchllm quantize``
-and ``scratchllm export`` (chapter 12; hand-written, never tangled)."""
+and ``scratchllm export`` (chapter 13; hand-written, never tangled)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         checkpoint: Annotated[Path, typer.Argument(
-            help="Checkpoint folder (chapter 7's format).")],
+            help="Checkpoint folder (chapter 8's format).")],
         tokenizer: TokenizerFolder = None,
         host: Annotated[str, typer.Option(
             help="Address to listen on (127.0.0.1: this machine only).")
@@ -132,7 +132,7 @@ def register(app: typer.Typer) -> None:
     @app.command("serve-bench")
     def serve_bench(
         checkpoint: Annotated[Path, typer.Argument(
-            help="Checkpoint folder (chapter 7's format).")],
+            help="Checkpoint folder (chapter 8's format).")],
         tokenizer: TokenizerFolder = None,
         requests: Annotated[int, typer.Option(min=1)] = 1000,
         concurrency: Annotated[int, typer.Option(min=1)] = 16,
@@ -176,7 +176,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def quantize(
         checkpoint: Annotated[Path, typer.Argument(
-            help="Checkpoint folder (chapter 7's format).")],
+            help="Checkpoint folder (chapter 8's format).")],
         tokenizer: TokenizerFolder = None,
         tokens: Annotated[Optional[Path], typer.Option(
             help="Token shards to score (default: the artifacts' "
@@ -235,7 +235,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def export(
         checkpoint: Annotated[Path, typer.Argument(
-            help="Checkpoint folder (chapter 7's format).")],
+            help="Checkpoint folder (chapter 8's format).")],
         output: Annotated[Path, typer.Argument(
             help="The .gguf file, or the Hugging Face folder, to write.")],
         fmt: Annotated[str, typer.Option(

@@ -1,5 +1,5 @@
 """``scratchllm tokenizer``: train, encode, export, shard and benchmark
-byte-level BPE tokenizers (chapter 3).
+byte-level BPE tokenizers (chapter 4).
 
 Also adds ``scratchllm data tokenize`` (the same as ``tokenizer shard``)
 when the ``data`` command group exists.

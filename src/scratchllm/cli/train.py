@@ -1,5 +1,5 @@
 """``scratchllm pretrain``, ``scratchllm estimate`` and
-``scratchllm bench-train`` (chapter 7; hand-written, never tangled)."""
+``scratchllm bench-train`` (chapter 8; hand-written, never tangled)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
             help="Use Hugging Face Accelerate (for `accelerate launch`).")
         ] = False,
     ) -> None:
-        """Pretrain a GPT on token shards (chapter 7). Settings come from,
+        """Pretrain a GPT on token shards (chapter 8). Settings come from,
         in order of precedence: the flags given here, the --config file,
         the profile's preset."""
         from scratchllm.train import load_config, preset
