@@ -105,6 +105,7 @@ def alive(pid: str) -> bool:
     return True
 
 
+# book/03_data.md § Writing without tearing
 def replace_folder(new: Path, final: Path) -> None:
     """Put folder `new` at `final`, removing what was there; where the
     system can swap atomically, a copy exists at every moment."""

@@ -143,6 +143,7 @@ def quality_stats(text: str) -> dict[str, float]:
     }
 
 
+# book/03_data.md § Quality filters
 def quality_reason(stats: dict[str, float],
                    config: FilterConfig) -> str | None:
     """Why a document fails the quality filters (None: it passes)."""

@@ -135,6 +135,7 @@ def luhn_check_digit(digits: str) -> str:
     return str(-total % 10)
 
 
+# book/03_data.md § A mini web crawl with ground truth
 class PiiMaker:
     """Random personal data of five types, and look-alikes that are not."""
 

@@ -66,6 +66,7 @@ class LSHConfig:
         return self.bands * self.rows
 
 
+# book/03_data.md § Near duplicates with MinHash
 def shingle_strings(text: str, k: int) -> set[str]:
     """The word k-shingles of a text, as strings (what ``Shingler``
     hashes; used to feed the same shingles to datasketch)."""
@@ -191,6 +192,7 @@ def jaccard(x: np.ndarray, y: np.ndarray) -> float:
     return common / (len(x) + len(y) - common)
 
 
+# book/03_data.md § Locality-sensitive hashing: bands and rows
 class UnionFind:
     """Disjoint sets over 0..n-1; each set is named by its smallest
     member, so "keep the root" keeps the earliest document."""

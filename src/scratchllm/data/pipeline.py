@@ -248,6 +248,7 @@ def write_dataset(result: PipelineResult, folder: str | Path,
     return manifest
 
 
+# book/03_data.md § Manifest and audit
 def _write_dataset_files(result: PipelineResult, folder: Path,
                          dataset: str, sources: list[dict[str, Any]],
                          config: PipelineConfig) -> dict[str, Any]:

@@ -53,6 +53,7 @@ def local_documents(paths: Iterable[str | os.PathLike[str]],
                            source, license, {"path": str(path)})
 
 
+# book/03_data.md § Local files and the Hub
 def _jsonl_documents(path: Path, license: str, source: str,
                      text_field: str) -> Iterator[Document]:
     """One document per line of a JSON-lines file."""
@@ -136,6 +137,7 @@ def hf_documents(name: str = "tinystories", split: str = "train", *,
         yield Document(doc_id, text, name, license, record)
 
 
+# book/03_data.md § Local files and the Hub
 def shakespeare_documents(path: str | os.PathLike[str]
                           ) -> Iterator[Document]:
     """Tiny Shakespeare, one document per speech (blank-line separated).

@@ -48,6 +48,7 @@ class Menu:
         return len(self.options)
 
 
+# book/02_storyworld.md § StoryWorld: a corpus whose entropy we know
 class Derivation:
     """Makes the random choices of one story and adds up their log2 p."""
 
