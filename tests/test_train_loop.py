@@ -284,3 +284,47 @@ def test_config_file_profile_beats_the_default_profile(artifacts, tmp_path):
                                        str(settings)])
     assert trained.exit_code == 0, trained.output
     assert (artifacts / "ci" / "checkpoints" / "profile").is_dir()
+
+
+def test_auto_precision_rule_follows_the_hardware():
+    from scratchllm.train.precision import auto_precision
+
+    assert auto_precision("cpu", {"avx2", "amx_bf16"}) == "bf16"
+    assert auto_precision("cpu", {"avx512f", "avx512_bf16"}) == "bf16"
+    assert auto_precision("cpu", {"avx2", "fma", "avx512f"}) == "fp32"
+    assert auto_precision("cpu", set()) == "fp32"
+    assert auto_precision("cuda", set(), cuda_bf16=True) == "bf16"
+    assert auto_precision("cuda", {"amx_bf16"}, cuda_bf16=False) == "fp32"
+    assert auto_precision("mps", {"amx_bf16"}) == "fp32"
+
+
+def test_cpu_flags_reads_the_flags_line(tmp_path):
+    from scratchllm.train.precision import cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16\n"
+                    "processor\t: 1\nflags\t\t: fpu\n")
+    assert cpu_flags(info) == {"fpu", "avx2", "amx_bf16"}
+    assert cpu_flags(tmp_path / "missing") == set()
+
+
+def test_auto_precision_is_recorded_and_kept_on_resume(artifacts,
+                                                      monkeypatch):
+    import scratchllm.train.loop as loop
+    from scratchllm.train.checkpoint import checkpoint_meta
+
+    monkeypatch.setattr(loop, "resolve_precision",
+                        lambda precision, device: "bf16")
+    killed = config(artifacts, "auto", precision="auto")
+    with pytest.raises(Killed):
+        pretrain(killed, on_step=kill_after(4))
+    saved = checkpoint_meta(killed.run_path())["train_config"]
+    assert saved["precision"] == "bf16"
+    # on a machine where the rule would pick fp32, the resume keeps bf16
+    monkeypatch.setattr(loop, "resolve_precision",
+                        lambda precision, device: "fp32")
+    pretrain(config(artifacts, "auto", precision="auto", resume=True))
+    records = read_log(killed.run_path() / "log.jsonl")
+    assert checkpoint_meta(killed.run_path())["train_config"][
+        "precision"] == "bf16"
+    assert records[-1]["step"] == 6

@@ -55,8 +55,10 @@ def register(app: typer.Typer) -> None:
         if accelerate:
             from accelerate import Accelerator
 
-            mixed = {"fp32": "no"}.get(settings.precision,
-                                       settings.precision)
+            from scratchllm.train.loop import pick_device, run_precision
+
+            chosen = run_precision(settings, pick_device(settings, None))
+            mixed = {"fp32": "no"}.get(chosen, chosen)
             accelerator = Accelerator(mixed_precision=mixed)
         result = run_pretraining(settings, accelerator=accelerator)
         if accelerator is None or accelerator.is_main_process:

@@ -40,7 +40,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     grad_clip: float = 1.0             # 0 turns clipping off
-    precision: str = "bf16"            # fp32 | bf16 | fp16 (GPU only)
+    precision: str = "auto"            # auto | fp32 | bf16 | fp16 (GPU)
     compile: bool = False
     device: str = "auto"
     seed: int = 0
@@ -87,7 +87,7 @@ class TrainConfig:
 
 # book/08_pretraining.md § One training entry point
 PROFILES = ("ci", "laptop", "gpu", "cluster")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("cosine", "wsd")
 POSITIVE = ("context_length", "batch_size", "max_steps", "log_every",
             "eval_every", "eval_tokens", "keep_checkpoints")

@@ -32,10 +32,10 @@ from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer import Tokenizer, load_tokenizer
 from scratchllm.tokenizer.shards import read_split
 from scratchllm.train.checkpoint import (Checkpoint, CheckpointError,
-                                         capture_rng, gather_state,
-                                         has_checkpoint, load_checkpoint,
-                                         restore_rng, save_checkpoint,
-                                         scatter_state)
+                                         capture_rng, checkpoint_meta,
+                                         gather_state, has_checkpoint,
+                                         load_checkpoint, restore_rng,
+                                         save_checkpoint, scatter_state)
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.data import Batches, WindowSampler
 from scratchllm.train.loss import cross_entropy
@@ -43,6 +43,7 @@ from scratchllm.train.monitor import (JsonlLog, detect_hardware, read_log,
                                       training_flops_per_token)
 from scratchllm.train.optim import (AdamW, clip_grad_norm, warmup_cosine,
                                     warmup_stable_decay)
+from scratchllm.train.precision import resolve_precision
 
 # book/08_pretraining.md § The loop
 if TYPE_CHECKING:  # Accelerate is needed only to run on many devices
@@ -119,6 +120,21 @@ def pick_device(config: TrainConfig,
     if config.device != "auto":
         return torch.device(config.device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_precision(config: TrainConfig, device: torch.device) -> str:
+    """The precision a run trains in: the config's, or for "auto" the
+    one a checkpoint being resumed recorded, else the rule's choice."""
+    folder = config.run_path()
+    if config.precision == "auto" and config.resume \
+            and has_checkpoint(folder):
+        try:
+            saved = checkpoint_meta(folder)["train_config"]["precision"]
+        except (CheckpointError, KeyError):
+            saved = "auto"      # resume() explains what is wrong
+        if saved != "auto":
+            return saved
+    return resolve_precision(config.precision, device)
 
 
 def autocast_factory(
@@ -580,6 +596,8 @@ def assemble(config: TrainConfig, accelerator: "Accelerator | None",
     index = read_index(config.tokens_path())
     tokenizer = read_tokenizer(config.tokenizer_path())
     device = pick_device(config, accelerator)
+    config = dataclasses.replace(
+        config, precision=run_precision(config, device))
     layout = batch_layout(config, accelerator)
     if model is None:
         raw_model, model_config = build_model(config, index["vocab_size"])
