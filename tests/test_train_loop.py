@@ -328,3 +328,14 @@ def test_auto_precision_is_recorded_and_kept_on_resume(artifacts,
     assert checkpoint_meta(killed.run_path())["train_config"][
         "precision"] == "bf16"
     assert records[-1]["step"] == 6
+
+
+def test_fast_kernels_train_like_the_reference(artifacts):
+    reference = pretrain(config(artifacts, "ref-kernels",
+                                kernels="reference"))
+    fast = pretrain(config(artifacts, "fast-kernels", kernels="fast"))
+    for a, b in zip(reference.model.state_dict().values(),
+                    fast.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="kernels"):
+        config(artifacts, "x", kernels="turbo")

@@ -38,11 +38,11 @@ from scratchllm.train.checkpoint import (Checkpoint, CheckpointError,
                                          save_checkpoint, scatter_state)
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.data import Batches, WindowSampler
+from scratchllm.train.fast import CLIPPERS, make_optimizer, speed_up
 from scratchllm.train.loss import cross_entropy
 from scratchllm.train.monitor import (JsonlLog, detect_hardware, read_log,
                                       training_flops_per_token)
-from scratchllm.train.optim import (AdamW, clip_grad_norm, warmup_cosine,
-                                    warmup_stable_decay)
+from scratchllm.train.optim import warmup_cosine, warmup_stable_decay
 from scratchllm.train.precision import resolve_precision
 
 # book/08_pretraining.md § The loop
@@ -230,7 +230,8 @@ class LaunchAware:
                 self.model.parameters(), limit)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        return clip_grad_norm(self.raw_model.parameters(), limit)
+        clip = CLIPPERS[self.config.kernels]
+        return clip(self.raw_model.parameters(), limit)
 
 
 # book/08_pretraining.md § The loop
@@ -605,8 +606,11 @@ def assemble(config: TrainConfig, accelerator: "Accelerator | None",
         raw_model, model_config = model, model.config
     torch.manual_seed(config.seed + layout.rank)
     raw_model.to(device)
-    optimizer = AdamW(parameter_groups(raw_model, config.weight_decay),
-                      lr=config.lr, betas=config.betas, eps=config.eps)
+    if config.kernels != "reference":
+        speed_up(raw_model)
+    optimizer = make_optimizer(
+        config.kernels, parameter_groups(raw_model, config.weight_decay),
+        lr=config.lr, betas=config.betas, eps=config.eps)
     run = Run(
         config=config, accelerator=accelerator, index=index,
         model_config=model_config, raw_model=raw_model, model=raw_model,
