@@ -12,8 +12,9 @@ from scratchllm.model.embeddings import (RotaryEmbedding, apply_rope,
 from scratchllm.model.gpt import GPT
 from scratchllm.model.norms import RMSNorm
 from scratchllm.train.fast import (FastRMSNorm, FastRotaryEmbedding,
-                                   ForeachAdamW, foreach_clip_grad_norm,
-                                   make_optimizer, speed_up)
+                                   ForeachAdamW, PaddedHead,
+                                   foreach_clip_grad_norm, make_optimizer,
+                                   speed_up)
 from scratchllm.train.loss import cross_entropy
 from scratchllm.train.optim import AdamW, clip_grad_norm
 
@@ -92,8 +93,12 @@ def test_speed_up_keeps_the_gpt_and_its_weights():
     torch.manual_seed(0)
     model = GPT(config)
     fast = speed_up(copy.deepcopy(model))
+    assert type(fast.output) is PaddedHead
+    assert fast.output.weight is fast.token_embedding.weight  # still tied
     assert list(fast.state_dict()) == list(model.state_dict())
+    assert fast.num_parameters() == model.num_parameters()
     ids = torch.randint(0, 97, (2, 12))
+    assert fast(ids).shape == (2, 12, 97)     # padded rows never appear
     torch.testing.assert_close(fast(ids), model(ids))
     loss = cross_entropy(fast(ids[:, :-1]), ids[:, 1:])
     loss.backward()
@@ -109,3 +114,23 @@ def test_make_optimizer_builds_each_kind(kernels):
     optimizer.step()
     with pytest.raises(ValueError, match="kernels"):
         make_optimizer("turbo", [{"params": net.parameters()}])
+
+
+def test_padded_head_gives_the_same_logits_and_gradients():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 200, bias=False)
+    padded = copy.deepcopy(head)
+    padded.__class__ = PaddedHead
+    x = torch.randn(3, 5, 8)
+    out, out_padded = head(x), padded(x)
+    assert out_padded.shape == (3, 5, 200)
+    torch.testing.assert_close(out_padded, out)
+    out.square().sum().backward()
+    out_padded.square().sum().backward()
+    assert padded.weight.grad.shape == (200, 8)
+    torch.testing.assert_close(padded.weight.grad, head.weight.grad)
+
+
+def test_a_round_vocabulary_keeps_its_plain_head():
+    model = speed_up(GPT(ModelConfig.preset("ci", vocab_size=256)))
+    assert type(model.output) is torch.nn.Linear

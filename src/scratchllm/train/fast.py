@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scratchllm.model.embeddings import RotaryEmbedding
+from scratchllm.model.gpt import GPT
 from scratchllm.model.norms import RMSNorm
 from scratchllm.train.optim import AdamW, clip_grad_norm
 
@@ -122,20 +123,50 @@ if hasattr(F, "rms_norm"):  # PyTorch 2.4 and later
     FAST_MODULES[RMSNorm] = FastRMSNorm
 
 
-def speed_up(model: nn.Module) -> nn.Module:
+def fast_modules(model: nn.Module) -> None:
     """Turn `model`'s RMSNorm and RoPE modules into their fast
-    subclasses, in place (weights untouched); return the model."""
+    subclasses, in place (weights untouched)."""
     for module in model.modules():
         fast = FAST_MODULES.get(type(module))
         if fast is not None:
             module.__class__ = fast
             module.prepare()
-    return model
+
+
+# book/08_pretraining.md § A faster step
+class PaddedHead(nn.Linear):
+    """An output head that multiplies by its weight padded to a multiple
+    of `multiple` rows and returns the logits of the real rows only."""
+
+    multiple = 128
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [..., out_features], computed on padded rows."""
+        rows = self.out_features
+        weight = F.pad(self.weight, (0, 0, 0, -rows % self.multiple))
+        return F.linear(x, weight)[..., :rows]
+
+
+def pad_head(model: nn.Module) -> None:
+    """Give every GPT in `model` a PaddedHead when its vocabulary is not
+    a multiple of `PaddedHead.multiple` rows."""
+    for module in model.modules():
+        if isinstance(module, GPT) and type(module.output) is nn.Linear \
+                and module.output.out_features % PaddedHead.multiple:
+            module.output.__class__ = PaddedHead
 
 
 # book/08_pretraining.md § A faster step
 CLIPPERS = {"reference": clip_grad_norm, "fast": foreach_clip_grad_norm,
             "torch": torch.nn.utils.clip_grad_norm_}
+
+
+def speed_up(model: nn.Module) -> nn.Module:
+    """The fast norms, RoPE and padded head for `model`, in place; its
+    weights, state dict and outputs stay the same. Return the model."""
+    fast_modules(model)
+    pad_head(model)
+    return model
 
 
 def make_optimizer(kernels: str, groups: list[dict[str, Any]],
