@@ -1,6 +1,7 @@
 """Chapter 8 training loop: exact resume after a kill, accumulation,
 Accelerate, logs, and clear errors (the real GPT on tiny shards)."""
 
+import json
 import random
 
 import pytest
@@ -250,6 +251,17 @@ def test_command_line(artifacts, tmp_path):
         "--vocab-size", "64", "--steps", "1", "--repeats", "1"])
     assert bench.exit_code == 0, bench.output
     assert "tokens/s" in bench.output
+    rows = tmp_path / "bench.json"
+    bench = runner.invoke(app, [
+        "train", "bench", "--model", "ci", "--precision", "fp32",
+        "--compile", "off", "--batch-size", "2", "--context-length", "16",
+        "--vocab-size", "200", "--n-layers", "1", "--steps", "1",
+        "--repeats", "1", "--peak-tflops", "1", "--json", str(rows)])
+    assert bench.exit_code == 0, bench.output
+    assert "MFU" in bench.output and "n/a" not in bench.output
+    row, = json.loads(rows.read_text())
+    assert row["model"] == "ci" and 0 < row["mfu"] < 1
+    assert 0 <= row["data_share"] < 1 and row["tokens_per_s"] > 0
 
 
 @pytest.mark.parametrize(("field", "value"), [
