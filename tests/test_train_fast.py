@@ -134,3 +134,27 @@ def test_padded_head_gives_the_same_logits_and_gradients():
 def test_a_round_vocabulary_keeps_its_plain_head():
     model = speed_up(GPT(ModelConfig.preset("ci", vocab_size=256)))
     assert type(model.output) is torch.nn.Linear
+
+
+@pytest.mark.slow
+def test_the_gpu_check_script_runs_on_a_tiny_cpu_shape(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root / "src"),
+           "OUT": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "gpu_check.py"),
+         "--tiny", "--steps", "1"], env=env, capture_output=True,
+        text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert [row["kernels"] for row in report["rows"]] == ["fast",
+                                                          "reference"]
+    assert all(row["tokens_per_s"] > 0 for row in report["rows"])
+    assert any("scaled_dot_product" in name
+               for name in report["attention_kernels"])
