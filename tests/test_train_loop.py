@@ -351,3 +351,65 @@ def test_fast_kernels_train_like_the_reference(artifacts):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="kernels"):
         config(artifacts, "x", kernels="turbo")
+
+
+def test_tokens_made_elsewhere_are_indexed_in_place(tmp_path):
+    import numpy as np
+
+    from scratchllm.tokenizer.shards import read_split
+    from scratchllm.train.tokens import index_tokens
+
+    ids = (np.arange(1000) % 97).astype(np.uint16)
+    np.save(tmp_path / "ids.npy", ids)
+    ids.astype("<u4").tofile(tmp_path / "ids.bin")
+    for name, dtype in (("ids.npy", None), ("ids.bin", "uint32")):
+        out = tmp_path / name.replace(".", "_")
+        index = index_tokens(tmp_path / name, 97, dtype, 0.2, out)
+        assert index["tokenizer_sha256"] is None
+        train, = read_split(out, "train")
+        val, = read_split(out, "val")
+        assert np.array_equal(np.concatenate([train, val]), ids)
+        assert len(val) == 200
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        index_tokens(tmp_path / "ids.npy", 96, out_dir=tmp_path / "x")
+    assert not (tmp_path / "x").exists()          # nothing written
+    (tmp_path / "odd.bin").write_bytes(bytes(9))
+    with pytest.raises(ValueError, match="whole number"):
+        index_tokens(tmp_path / "odd.bin", 97, out_dir=tmp_path / "y")
+
+
+def test_our_own_index_is_never_overwritten(artifacts):
+    import numpy as np
+
+    from scratchllm.train.tokens import index_tokens
+
+    shards = artifacts / "ci" / "tokens" / "storyworld"
+    before = (shards / "index.json").read_text()
+    np.save(shards / "extra.npy", np.zeros(100, dtype=np.uint16))
+    with pytest.raises(ValueError, match="--out"):
+        index_tokens(shards / "extra.npy", 10)
+    (shards / "extra.npy").unlink()
+    assert (shards / "index.json").read_text() == before
+
+
+def test_pretrain_runs_on_tokens_made_elsewhere(tmp_path, capsys):
+    import math
+
+    import numpy as np
+
+    from scratchllm.train.tokens import index_tokens
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "ids.npy", rng.integers(0, 40, 3000).astype(
+        np.uint16))
+    index_tokens(tmp_path / "ids.npy", 40)
+    result = pretrain(config(tmp_path, "foreign", tokens_dir=str(tmp_path),
+                             sample_every=1))
+    assert math.isfinite(result.val_loss)
+    assert math.isnan(result.val_bits_per_byte)
+    assert "made elsewhere" in capsys.readouterr().err
+    records = read_log(result.run_dir / "log.jsonl")
+    assert not [r for r in records if r["kind"] == "sample"]
+    resumed = pretrain(config(tmp_path, "foreign", tokens_dir=str(tmp_path),
+                              sample_every=1, resume=True))
+    assert resumed.val_loss == result.val_loss

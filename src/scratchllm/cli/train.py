@@ -36,6 +36,9 @@ def register(app: typer.Typer) -> None:
             "_build/artifacts).")] = None,
         max_steps: Annotated[Optional[int], typer.Option(
             min=1, help="Override the number of steps.")] = None,
+        tokens_dir: Annotated[Optional[str], typer.Option(
+            help="Folder of the token shards' index.json (default: the "
+            "profile's; see `scratchllm tokens index`).")] = None,
         accelerate: Annotated[bool, typer.Option(
             help="Use Hugging Face Accelerate (for `accelerate launch`).")
         ] = False,
@@ -47,7 +50,8 @@ def register(app: typer.Typer) -> None:
         from scratchllm.train import pretrain as run_pretraining
 
         given = {"resume": resume, "overwrite": overwrite,
-                 "artifacts_root": artifacts_root, "max_steps": max_steps}
+                 "artifacts_root": artifacts_root, "max_steps": max_steps,
+                 "tokens_dir": tokens_dir}
         overrides = {name: value for name, value in given.items()
                      if value is not None}
         settings = (load_config(config, profile, **overrides) if config

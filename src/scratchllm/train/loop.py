@@ -74,6 +74,21 @@ def read_tokenizer(folder: Path) -> Tokenizer:
 
 
 # book/08_pretraining.md § The loop
+def run_tokenizer(config: TrainConfig, index: dict[str, Any]
+                  ) -> tuple[Tokenizer | None, np.ndarray]:
+    """The run's tokenizer and bytes per token id; for token ids made
+    elsewhere (no tokenizer fingerprint), None and zero bytes."""
+    if index.get("tokenizer_sha256") is None:
+        print(f"note: the tokens in {config.tokens_path()} were made "
+              "elsewhere (their index.json names no tokenizer): training"
+              " without one, so no samples and no bits per byte",
+              file=sys.stderr)
+        return None, np.zeros(index["vocab_size"], dtype=np.int64)
+    tokenizer = read_tokenizer(config.tokenizer_path())
+    return tokenizer, token_byte_lengths(tokenizer)
+
+
+# book/08_pretraining.md § The loop
 def build_model(
     config: TrainConfig, vocab_size: int
 ) -> tuple[GPT, ModelConfig]:
@@ -248,7 +263,7 @@ class Run(LaunchAware):
     optimizer: torch.optim.Optimizer
     sampler: Batches
     val_shards: list[np.ndarray]
-    tokenizer: Tokenizer
+    tokenizer: Tokenizer | None    # None: token ids made elsewhere
     byte_lengths: np.ndarray       # bytes of text per token id
     layout: BatchLayout
     autocast: Callable[[], contextlib.AbstractContextManager]
@@ -355,8 +370,9 @@ def measure(run: Run, done: int) -> dict[str, Any]:
 
 
 def write_sample(run: Run, done: int) -> None:
-    """Log one story sampled from the model."""
-    if not run.main:
+    """Log one story sampled from the model (none without a
+    tokenizer)."""
+    if not run.main or run.tokenizer is None:
         return
     eot = run.tokenizer.eot_id
     ids = sample_ids(run.raw_model, [eot], run.config.sample_tokens,
@@ -595,7 +611,7 @@ def assemble(config: TrainConfig, accelerator: "Accelerator | None",
     """The data, model, optimiser and device of a run, ready to train;
     `model` replaces the fresh model and `batches` the window sampler."""
     index = read_index(config.tokens_path())
-    tokenizer = read_tokenizer(config.tokenizer_path())
+    tokenizer, byte_lengths = run_tokenizer(config, index)
     device = pick_device(config, accelerator)
     config = dataclasses.replace(
         config, precision=run_precision(config, device))
@@ -619,7 +635,7 @@ def assemble(config: TrainConfig, accelerator: "Accelerator | None",
             read_split(config.tokens_path(), "train"),
             config.context_length, config.batch_size, seed=config.seed),
         val_shards=read_split(config.tokens_path(), "val"),
-        tokenizer=tokenizer, byte_lengths=token_byte_lengths(tokenizer),
+        tokenizer=tokenizer, byte_lengths=byte_lengths,
         layout=layout,
         autocast=autocast_factory(config, device, accelerator),
         run_dir=config.run_path(),
