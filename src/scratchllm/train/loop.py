@@ -158,24 +158,25 @@ def autocast_factory(
     accelerator: "Accelerator | None",
 ) -> Callable[[], contextlib.AbstractContextManager]:
     """A function returning the autocast context of each forward pass."""
+    precision = run_precision(config, device)
     if accelerator is not None:
         launched = {"no": "fp32"}.get(accelerator.mixed_precision,
                                       accelerator.mixed_precision)
-        if launched != config.precision:
+        if launched != precision:
             raise ValueError(
-                f"the config asks for {config.precision} but Accelerate "
+                f"the config asks for {precision} but Accelerate "
                 f"was launched with mixed_precision="
                 f"{accelerator.mixed_precision!r}; make them agree"
             )
         return contextlib.nullcontext
-    if config.precision == "fp32":
+    if precision == "fp32":
         return contextlib.nullcontext
-    if config.precision == "fp16" and device.type != "cuda":
+    if precision == "fp16" and device.type != "cuda":
         raise ValueError(
             "fp16 training needs a CUDA GPU (for its gradient scaler); "
             "use bf16 on this device"
         )
-    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return lambda: torch.autocast(device.type, dtype=dtype)
 
 
