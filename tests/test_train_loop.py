@@ -413,3 +413,26 @@ def test_pretrain_runs_on_tokens_made_elsewhere(tmp_path, capsys):
     resumed = pretrain(config(tmp_path, "foreign", tokens_dir=str(tmp_path),
                               sample_every=1, resume=True))
     assert resumed.val_loss == result.val_loss
+
+
+def test_auto_precision_must_agree_with_an_accelerate_launch(monkeypatch):
+    from types import SimpleNamespace
+
+    import scratchllm.train.loop as loop
+
+    launched_fp32 = SimpleNamespace(mixed_precision="no")
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(loop, "resolve_precision",
+                        lambda precision, device: "fp32" if precision ==
+                        "auto" else precision)
+    loop.autocast_factory(preset("ci", precision="auto"), cpu,
+                          launched_fp32)
+    monkeypatch.setattr(loop, "resolve_precision",
+                        lambda precision, device: "bf16" if precision ==
+                        "auto" else precision)
+    with pytest.raises(ValueError, match="launched with mixed_precision"):
+        loop.autocast_factory(preset("ci", precision="auto"), cpu,
+                              launched_fp32)
+    with pytest.raises(ValueError, match="asks for bf16"):
+        loop.autocast_factory(preset("ci", precision="bf16"), cpu,
+                              launched_fp32)
