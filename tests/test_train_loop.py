@@ -436,3 +436,15 @@ def test_auto_precision_must_agree_with_an_accelerate_launch(monkeypatch):
     with pytest.raises(ValueError, match="asks for bf16"):
         loop.autocast_factory(preset("ci", precision="bf16"), cpu,
                               launched_fp32)
+
+
+@pytest.mark.parametrize("kernels", ["fast", "torch"])
+def test_resume_is_exact_with_each_optimizer(artifacts, kernels):
+    straight = pretrain(config(artifacts, f"straight-{kernels}",
+                               kernels=kernels))
+    killed = config(artifacts, f"killed-{kernels}", kernels=kernels)
+    with pytest.raises(Killed):
+        pretrain(killed, on_step=kill_after(4))
+    resumed = pretrain(config(artifacts, f"killed-{kernels}",
+                              kernels=kernels, resume=True))
+    assert same_weights(straight.model, resumed.model)
