@@ -473,7 +473,31 @@ def test_benchmark_repeats_reports_the_median_of_each_figure():
     config = ModelConfig.preset("ci", vocab_size=64)
     figures = benchmark_repeats(config, 2, batch_size=2, context_length=8,
                                 precision="fp32", steps=1, warmup=1)
-    assert set(figures) == {"ms_per_step", "tokens_per_s", "warmup_s"}
-    assert all(value > 0 for value in figures.values())
+    assert set(figures) == {"ms_per_step", "tokens_per_s", "warmup_s",
+                            "mfu", "data_share"}
+    assert figures["mfu"] is None      # a CPU has no peak to divide by
+    assert all(figures[name] > 0 for name in
+               ("ms_per_step", "tokens_per_s", "warmup_s", "data_share"))
     with pytest.raises(ValueError, match="repeats"):
         benchmark_repeats(config, 0)
+
+
+def test_benchmark_step_reports_mfu_only_with_a_peak():
+    from scratchllm.model.config import ModelConfig
+    from scratchllm.train.bench import benchmark_step
+    from scratchllm.train.monitor import training_flops_per_token
+
+    config = ModelConfig.preset("ci", vocab_size=200, n_layers=1,
+                                context_length=16)
+    shape = dict(batch_size=2, context_length=16, precision="fp32",
+                 steps=1, warmup=1)
+    plain = benchmark_step(config, **shape)
+    assert plain["mfu"] is None and 0 <= plain["data_share"] < 1
+    given = benchmark_step(config, peak_flops=1e9, **shape)
+    from scratchllm.model.gpt import GPT
+    flops = training_flops_per_token(GPT(config).num_parameters(), 1,
+                                     config.d_model, 16)
+    assert given["mfu"] == pytest.approx(
+        given["tokens_per_s"] * flops / 1e9)
+    reference = benchmark_step(config, kernels="reference", **shape)
+    assert reference["tokens_per_s"] > 0

@@ -1,6 +1,7 @@
 """Chapter 8 training loop: exact resume after a kill, accumulation,
 Accelerate, logs, and clear errors (the real GPT on tiny shards)."""
 
+import json
 import random
 
 import pytest
@@ -250,6 +251,17 @@ def test_command_line(artifacts, tmp_path):
         "--vocab-size", "64", "--steps", "1", "--repeats", "1"])
     assert bench.exit_code == 0, bench.output
     assert "tokens/s" in bench.output
+    rows = tmp_path / "bench.json"
+    bench = runner.invoke(app, [
+        "train", "bench", "--model", "ci", "--precision", "fp32",
+        "--compile", "off", "--batch-size", "2", "--context-length", "16",
+        "--vocab-size", "200", "--n-layers", "1", "--steps", "1",
+        "--repeats", "1", "--peak-tflops", "1", "--json", str(rows)])
+    assert bench.exit_code == 0, bench.output
+    assert "MFU" in bench.output and "n/a" not in bench.output
+    row, = json.loads(rows.read_text())
+    assert row["model"] == "ci" and 0 < row["mfu"] < 1
+    assert 0 <= row["data_share"] < 1 and row["tokens_per_s"] > 0
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -284,3 +296,155 @@ def test_config_file_profile_beats_the_default_profile(artifacts, tmp_path):
                                        str(settings)])
     assert trained.exit_code == 0, trained.output
     assert (artifacts / "ci" / "checkpoints" / "profile").is_dir()
+
+
+def test_auto_precision_rule_follows_the_hardware():
+    from scratchllm.train.precision import auto_precision
+
+    assert auto_precision("cpu", {"avx2", "amx_bf16"}) == "bf16"
+    assert auto_precision("cpu", {"avx512f", "avx512_bf16"}) == "bf16"
+    assert auto_precision("cpu", {"avx2", "fma", "avx512f"}) == "fp32"
+    assert auto_precision("cpu", set()) == "fp32"
+    assert auto_precision("cuda", set(), cuda_bf16=True) == "bf16"
+    assert auto_precision("cuda", {"amx_bf16"}, cuda_bf16=False) == "fp32"
+    assert auto_precision("mps", {"amx_bf16"}) == "fp32"
+
+
+def test_cpu_flags_reads_the_flags_line(tmp_path):
+    from scratchllm.train.precision import cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16\n"
+                    "processor\t: 1\nflags\t\t: fpu\n")
+    assert cpu_flags(info) == {"fpu", "avx2", "amx_bf16"}
+    assert cpu_flags(tmp_path / "missing") == set()
+
+
+def test_auto_precision_is_recorded_and_kept_on_resume(artifacts,
+                                                      monkeypatch):
+    import scratchllm.train.loop as loop
+    from scratchllm.train.checkpoint import checkpoint_meta
+
+    monkeypatch.setattr(loop, "resolve_precision",
+                        lambda precision, device: "bf16")
+    killed = config(artifacts, "auto", precision="auto")
+    with pytest.raises(Killed):
+        pretrain(killed, on_step=kill_after(4))
+    saved = checkpoint_meta(killed.run_path())["train_config"]
+    assert saved["precision"] == "bf16"
+    # on a machine where the rule would pick fp32, the resume keeps bf16
+    monkeypatch.setattr(loop, "resolve_precision",
+                        lambda precision, device: "fp32")
+    pretrain(config(artifacts, "auto", precision="auto", resume=True))
+    records = read_log(killed.run_path() / "log.jsonl")
+    assert checkpoint_meta(killed.run_path())["train_config"][
+        "precision"] == "bf16"
+    assert records[-1]["step"] == 6
+
+
+def test_fast_kernels_train_like_the_reference(artifacts):
+    reference = pretrain(config(artifacts, "ref-kernels",
+                                kernels="reference"))
+    fast = pretrain(config(artifacts, "fast-kernels", kernels="fast"))
+    for a, b in zip(reference.model.state_dict().values(),
+                    fast.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="kernels"):
+        config(artifacts, "x", kernels="turbo")
+
+
+def test_tokens_made_elsewhere_are_indexed_in_place(tmp_path):
+    import numpy as np
+
+    from scratchllm.tokenizer.shards import read_split
+    from scratchllm.train.tokens import index_tokens
+
+    ids = (np.arange(1000) % 97).astype(np.uint16)
+    np.save(tmp_path / "ids.npy", ids)
+    ids.astype("<u4").tofile(tmp_path / "ids.bin")
+    for name, dtype in (("ids.npy", None), ("ids.bin", "uint32")):
+        out = tmp_path / name.replace(".", "_")
+        index = index_tokens(tmp_path / name, 97, dtype, 0.2, out)
+        assert index["tokenizer_sha256"] is None
+        train, = read_split(out, "train")
+        val, = read_split(out, "val")
+        assert np.array_equal(np.concatenate([train, val]), ids)
+        assert len(val) == 200
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        index_tokens(tmp_path / "ids.npy", 96, out_dir=tmp_path / "x")
+    assert not (tmp_path / "x").exists()          # nothing written
+    (tmp_path / "odd.bin").write_bytes(bytes(9))
+    with pytest.raises(ValueError, match="whole number"):
+        index_tokens(tmp_path / "odd.bin", 97, out_dir=tmp_path / "y")
+
+
+def test_our_own_index_is_never_overwritten(artifacts):
+    import numpy as np
+
+    from scratchllm.train.tokens import index_tokens
+
+    shards = artifacts / "ci" / "tokens" / "storyworld"
+    before = (shards / "index.json").read_text()
+    np.save(shards / "extra.npy", np.zeros(100, dtype=np.uint16))
+    with pytest.raises(ValueError, match="--out"):
+        index_tokens(shards / "extra.npy", 10)
+    (shards / "extra.npy").unlink()
+    assert (shards / "index.json").read_text() == before
+
+
+def test_pretrain_runs_on_tokens_made_elsewhere(tmp_path, capsys):
+    import math
+
+    import numpy as np
+
+    from scratchllm.train.tokens import index_tokens
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "ids.npy", rng.integers(0, 40, 3000).astype(
+        np.uint16))
+    index_tokens(tmp_path / "ids.npy", 40)
+    result = pretrain(config(tmp_path, "foreign", tokens_dir=str(tmp_path),
+                             sample_every=1))
+    assert math.isfinite(result.val_loss)
+    assert math.isnan(result.val_bits_per_byte)
+    assert "made elsewhere" in capsys.readouterr().err
+    records = read_log(result.run_dir / "log.jsonl")
+    assert not [r for r in records if r["kind"] == "sample"]
+    resumed = pretrain(config(tmp_path, "foreign", tokens_dir=str(tmp_path),
+                              sample_every=1, resume=True))
+    assert resumed.val_loss == result.val_loss
+
+
+def test_auto_precision_must_agree_with_an_accelerate_launch(monkeypatch):
+    from types import SimpleNamespace
+
+    import scratchllm.train.loop as loop
+
+    launched_fp32 = SimpleNamespace(mixed_precision="no")
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(loop, "resolve_precision",
+                        lambda precision, device: "fp32" if precision ==
+                        "auto" else precision)
+    loop.autocast_factory(preset("ci", precision="auto"), cpu,
+                          launched_fp32)
+    monkeypatch.setattr(loop, "resolve_precision",
+                        lambda precision, device: "bf16" if precision ==
+                        "auto" else precision)
+    with pytest.raises(ValueError, match="launched with mixed_precision"):
+        loop.autocast_factory(preset("ci", precision="auto"), cpu,
+                              launched_fp32)
+    with pytest.raises(ValueError, match="asks for bf16"):
+        loop.autocast_factory(preset("ci", precision="bf16"), cpu,
+                              launched_fp32)
+
+
+@pytest.mark.parametrize("kernels", ["fast", "torch"])
+def test_resume_is_exact_with_each_optimizer(artifacts, kernels):
+    straight = pretrain(config(artifacts, f"straight-{kernels}",
+                               kernels=kernels))
+    killed = config(artifacts, f"killed-{kernels}", kernels=kernels)
+    with pytest.raises(Killed):
+        pretrain(killed, on_step=kill_after(4))
+    resumed = pretrain(config(artifacts, f"killed-{kernels}",
+                              kernels=kernels, resume=True))
+    assert same_weights(straight.model, resumed.model)

@@ -130,7 +130,9 @@ def _checked_options(profile: str | None, config: Path | None,
     if not index.is_file():
         fail(f"no token shards at {index.parent} (missing index.json): run "
              "chapter 4 first or set tokens_dir")
-    precision = checked.precision
+    from scratchllm.train.loop import pick_device, run_precision
+
+    precision = run_precision(checked, pick_device(checked, None))
     return ["--mixed_precision", {"fp32": "no"}.get(precision, precision)]
 
 

@@ -1,5 +1,6 @@
 """``scratchllm pretrain``, ``scratchllm estimate`` and
-``scratchllm bench-train`` (chapter 8; hand-written, never tangled)."""
+``scratchllm train bench`` (alias ``bench-train``) (chapter 8;
+hand-written, never tangled)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ def register(app: typer.Typer) -> None:
             "_build/artifacts).")] = None,
         max_steps: Annotated[Optional[int], typer.Option(
             min=1, help="Override the number of steps.")] = None,
+        tokens_dir: Annotated[Optional[str], typer.Option(
+            help="Folder of the token shards' index.json (default: the "
+            "profile's; see `scratchllm tokens index`).")] = None,
         accelerate: Annotated[bool, typer.Option(
             help="Use Hugging Face Accelerate (for `accelerate launch`).")
         ] = False,
@@ -46,7 +50,8 @@ def register(app: typer.Typer) -> None:
         from scratchllm.train import pretrain as run_pretraining
 
         given = {"resume": resume, "overwrite": overwrite,
-                 "artifacts_root": artifacts_root, "max_steps": max_steps}
+                 "artifacts_root": artifacts_root, "max_steps": max_steps,
+                 "tokens_dir": tokens_dir}
         overrides = {name: value for name, value in given.items()
                      if value is not None}
         settings = (load_config(config, profile, **overrides) if config
@@ -55,8 +60,10 @@ def register(app: typer.Typer) -> None:
         if accelerate:
             from accelerate import Accelerator
 
-            mixed = {"fp32": "no"}.get(settings.precision,
-                                       settings.precision)
+            from scratchllm.train.loop import pick_device, run_precision
+
+            chosen = run_precision(settings, pick_device(settings, None))
+            mixed = {"fp32": "no"}.get(chosen, chosen)
             accelerator = Accelerator(mixed_precision=mixed)
         result = run_pretraining(settings, accelerator=accelerator)
         if accelerator is None or accelerator.is_main_process:
@@ -156,6 +163,53 @@ def register(app: typer.Typer) -> None:
             f"${HARDWARE[run.hardware].usd_per_hour:.2f} per device-hour "
             f"(prices as of {run.prices_as_of})")
 
+    train_app = typer.Typer(
+        help="Benchmark the training step (chapter 8).",
+        no_args_is_help=True)
+    app.add_typer(train_app, name="train")
+
+    @train_app.command("bench")
+    def train_bench(
+        model: Annotated[Optional[list[str]], typer.Option(
+            help="ModelConfig preset(s): ci, laptop, gpu, gpt2-small; "
+            "repeat for several.")] = None,
+        precision: Annotated[Optional[list[str]], typer.Option(
+            help="fp32, bf16 or fp16 (GPU); repeat for several.")] = None,
+        compile: Annotated[str, typer.Option(
+            help="off, on or both.")] = "both",
+        batch_size: Annotated[int, typer.Option(min=1)] = 16,
+        context_length: Annotated[int, typer.Option(min=1)] = 256,
+        vocab_size: Annotated[Optional[int], typer.Option(
+            min=1, help="Default: the preset's.")] = None,
+        d_model: Annotated[Optional[int], typer.Option(
+            min=1, help="Override the preset's width.")] = None,
+        n_layers: Annotated[Optional[int], typer.Option(
+            min=1, help="Override the preset's depth.")] = None,
+        n_heads: Annotated[Optional[int], typer.Option(
+            min=1, help="Override the preset's heads (and kv heads).")
+        ] = None,
+        kernels: Annotated[str, typer.Option(
+            help="fast (pretrain's default), reference or torch.")
+        ] = "fast",
+        steps: Annotated[int, typer.Option(
+            min=1, help="Timed steps per repeat.")] = 10,
+        repeats: Annotated[int, typer.Option(
+            min=1, help="Repeats; the median is reported.")] = 3,
+        device: Annotated[str, typer.Option()] = "cpu",
+        peak_tflops: Annotated[Optional[float], typer.Option(
+            min=0.001, help="Peak TFLOP/s for MFU (default: the table's "
+            "for a known GPU; none on a CPU).")] = None,
+        json_out: Annotated[Optional[Path], typer.Option(
+            "--json", dir_okay=False,
+            help="Also write the rows to this JSON file.")] = None,
+    ) -> None:
+        """Tokens/s, ms/step, MFU and the data loader's share of
+        pretrain's step, for presets or shapes, eager and compiled."""
+        run_bench(model, precision, compile, batch_size, context_length,
+                  vocab_size, {"d_model": d_model, "n_layers": n_layers,
+                               "n_heads": n_heads}, kernels, steps,
+                  repeats, device, peak_tflops, json_out)
+
     @app.command("bench-train")
     def bench_train(
         model: Annotated[Optional[list[str]], typer.Option(
@@ -166,42 +220,81 @@ def register(app: typer.Typer) -> None:
             help="off, on or both.")] = "both",
         batch_size: Annotated[int, typer.Option(min=1)] = 16,
         context_length: Annotated[int, typer.Option(min=1)] = 256,
-        vocab_size: Annotated[int, typer.Option(min=1)] = 4096,
+        vocab_size: Annotated[Optional[int], typer.Option(min=1)] = None,
         steps: Annotated[int, typer.Option(
             min=1, help="Timed steps per repeat.")] = 10,
         repeats: Annotated[int, typer.Option(
             min=1, help="Repeats; the median is reported.")] = 3,
         device: Annotated[str, typer.Option()] = "cpu",
     ) -> None:
-        """Tokens/s and ms/step of the training step for named configs,
-        with and without torch.compile, in fp32 and bf16."""
-        import dataclasses
+        """Same as `scratchllm train bench` (kept for old scripts)."""
+        run_bench(model, precision, compile, batch_size, context_length,
+                  vocab_size, {}, "fast", steps, repeats, device, None,
+                  None)
 
-        from scratchllm.model.config import ModelConfig
-        from scratchllm.train.bench import benchmark_repeats
 
-        if compile not in ("off", "on", "both"):
-            fail("--compile must be off, on or both")
-        compiled = {"off": [False], "on": [True],
-                    "both": [False, True]}[compile]
-        typer.echo(f"{'model':12s} {'precision':9s} {'compile':7s} "
-                   f"{'ms/step':>9s} {'tokens/s':>10s} {'warmup s':>9s}")
-        for name in model or ["ci", "laptop"]:
-            try:
-                config = dataclasses.replace(
-                    ModelConfig.preset(name, vocab_size=vocab_size),
-                    context_length=context_length)
-            except ValueError as error:
-                fail(str(error))
-            for kind in precision or ["fp32", "bf16"]:
-                for with_compile in compiled:
-                    figures = benchmark_repeats(
-                        config, repeats, batch_size=batch_size,
-                        context_length=context_length, precision=kind,
-                        compile=with_compile, steps=steps, device=device)
-                    typer.echo(
-                        f"{name:12s} {kind:9s} "
-                        f"{'yes' if with_compile else 'no':7s} "
-                        f"{figures['ms_per_step']:9.1f} "
-                        f"{figures['tokens_per_s']:10,.0f} "
-                        f"{figures['warmup_s']:9.1f}")
+def run_bench(models: list[str] | None, precisions: list[str] | None,
+              compile: str, batch_size: int, context_length: int,
+              vocab_size: int | None, shape: dict[str, int | None],
+              kernels: str, steps: int, repeats: int, device: str,
+              peak_tflops: float | None, json_out: Path | None) -> None:
+    """Parse the benchmark's choices, run it and print one row each."""
+    import dataclasses
+
+    import torch
+
+    from scratchllm.data.atomic import write_json_atomic
+    from scratchllm.model.config import ModelConfig
+    from scratchllm.train.bench import benchmark_repeats
+
+    if compile not in ("off", "on", "both"):
+        fail("--compile must be off, on or both")
+    if kernels not in ("fast", "reference", "torch"):
+        fail("--kernels must be fast, reference or torch")
+    for kind in precisions or []:
+        if kind not in ("fp32", "bf16", "fp16"):
+            fail(f"--precision must be fp32, bf16 or fp16, not {kind!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        fail(f"--device {device}: no CUDA GPU is available here")
+    overrides = {name: value for name, value in shape.items()
+                 if value is not None}
+    if "n_heads" in overrides:
+        overrides["n_kv_heads"] = overrides["n_heads"]
+    if vocab_size is not None:
+        overrides["vocab_size"] = vocab_size
+    compiled = {"off": [False], "on": [True], "both": [False, True]}[compile]
+    peak = peak_tflops * 1e12 if peak_tflops else None
+    typer.echo(f"{'model':12s} {'precision':9s} {'compile':7s} "
+               f"{'ms/step':>9s} {'tokens/s':>10s} {'MFU':>6s} "
+               f"{'data':>6s} {'warmup s':>9s}")
+    rows = []
+    for name in models or ["ci", "laptop"]:
+        try:
+            config = dataclasses.replace(
+                ModelConfig.preset(name, **overrides),
+                context_length=context_length)
+        except ValueError as error:
+            fail(str(error))
+        for kind in precisions or ["fp32", "bf16"]:
+            for with_compile in compiled:
+                figures = benchmark_repeats(
+                    config, repeats, batch_size=batch_size,
+                    context_length=context_length, precision=kind,
+                    compile=with_compile, steps=steps, device=device,
+                    kernels=kernels, peak_flops=peak)
+                mfu = figures["mfu"]
+                typer.echo(
+                    f"{name:12s} {kind:9s} "
+                    f"{'yes' if with_compile else 'no':7s} "
+                    f"{figures['ms_per_step']:9.1f} "
+                    f"{figures['tokens_per_s']:10,.0f} "
+                    f"{'n/a' if mfu is None else f'{mfu:.1%}':>6s} "
+                    f"{figures['data_share']:6.1%} "
+                    f"{figures['warmup_s']:9.1f}")
+                rows.append({"model": name, "precision": kind,
+                             "compile": with_compile, "kernels": kernels,
+                             "batch_size": batch_size,
+                             "context_length": context_length,
+                             "device": device, **figures})
+    if json_out is not None:
+        write_json_atomic(json_out, rows)

@@ -55,7 +55,10 @@ class Intrinsic:
     @property
     def bits_per_byte(self) -> float:
         """Code length of the text per byte: comparable across
-        tokenizers and with the source entropy."""
+        tokenizers and with the source entropy (NaN when the bytes are
+        unknown: token ids made elsewhere)."""
+        if not self.bytes:
+            return math.nan
         return self.nats / math.log(2) / self.bytes
 
 

@@ -170,20 +170,23 @@ def read_split(directory: str | Path, split: str) -> list[np.memmap]:
     dtype = np.dtype(index["dtype"]).newbyteorder("<")
     for entry in index["splits"][split]:
         check_shard(directory / entry["file"], entry, dtype.itemsize)
-    return [np.memmap(directory / entry["file"], dtype=dtype, mode="r")
+    return [np.memmap(directory / entry["file"], dtype=dtype, mode="r",
+                      offset=entry.get("offset", 0),
+                      shape=(entry["tokens"],))
             for entry in index["splits"][split]]
 
 
 def check_shard(path: Path, entry: dict, itemsize: int) -> None:
-    """Raise ShardError unless ``path`` is the shard ``entry`` records."""
-    expected = entry["tokens"] * itemsize
+    """Raise ShardError unless ``path`` is the shard ``entry`` records
+    (or, with ``file_bytes``, the file it is a stretch of)."""
+    expected = entry.get("file_bytes", entry["tokens"] * itemsize)
     if not path.is_file():
         raise ShardError(f"{path} is missing (index.json lists it)")
     if path.stat().st_size != expected:
         raise ShardError(
-            f"{path} holds {path.stat().st_size // itemsize:,} tokens but "
-            f"index.json says {entry['tokens']:,}: the shards are damaged"
-            " or half rewritten; run the sharding again")
+            f"{path} holds {path.stat().st_size:,} bytes but index.json "
+            f"says {expected:,} ({entry['tokens']:,} tokens): the shards "
+            "are damaged or half rewritten; run the sharding again")
     if "sha256" in entry and sha256_file(path) != entry["sha256"]:
         raise ShardError(f"{path} is corrupt: its SHA-256 differs from "
                          "index.json's; run the sharding again")

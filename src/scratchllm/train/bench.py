@@ -2,18 +2,71 @@
 # Edit the chapter(s) below and re-run the tangle:
 #   book/08_pretraining.md: "Pretraining"
 
-"""A benchmark of the training step: tokens/s and ms/step."""
+"""A benchmark of `pretrain`'s training step: tokens/s, ms/step, MFU
+and the data loader's share."""
 
 import statistics
 import time
+from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
 from scratchllm.timing import median_seconds
+from scratchllm.train.data import WindowSampler
+from scratchllm.train.fast import CLIPPERS, make_optimizer, speed_up
 from scratchllm.train.loss import cross_entropy
-from scratchllm.train.optim import AdamW
+from scratchllm.train.monitor import detect_hardware, training_flops_per_token
+
+
+# book/08_pretraining.md § How fast is the loop?
+def training_step(model: GPT, tokens: torch.Tensor, precision: str,
+                  compile: bool, kernels: str) -> Callable[[], None]:
+    """One step of `pretrain` on `tokens` [B, T + 1], as a function."""
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be fp32, bf16 or fp16: {precision}")
+    if kernels != "reference":
+        speed_up(model)
+    optimizer = make_optimizer(kernels, [{"params": model.parameters()}],
+                               lr=1e-4)
+    clip = CLIPPERS[kernels]
+    step_model = torch.compile(model) if compile else model
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    device = tokens.device.type
+
+    def step() -> None:
+        with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
+            logits = step_model(tokens[:, :-1])
+            loss = cross_entropy(logits, tokens[:, 1:])
+        loss.backward()
+        clip(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+    return step
+
+
+# book/08_pretraining.md § How fast is the loop?
+def loader_seconds(batch_size: int, context_length: int, vocab_size: int,
+                   device: str, repeats: int = 10) -> float:
+    """Median seconds for the sampler to deliver one batch on `device`,
+    from an in-memory shard of random uint16/int32 token ids."""
+    rng = np.random.default_rng(0)
+    dtype = np.uint16 if vocab_size <= 1 << 16 else np.int32
+    shard = rng.integers(0, vocab_size, max(1 << 20, 4 * batch_size
+                         * (context_length + 1)), dtype=dtype)
+    sampler = WindowSampler([shard], context_length, batch_size, seed=0)
+    counter = iter(range(1 << 30))
+
+    def load() -> None:
+        inputs, targets = sampler.batch(next(counter))
+        inputs.to(device), targets.to(device)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    return median_seconds({"load": load}, repeats=repeats)["load"]
 
 
 # book/08_pretraining.md § How fast is the loop?
@@ -26,49 +79,45 @@ def benchmark_step(
     steps: int = 10,
     warmup: int = 3,
     device: str = "cpu",
-) -> dict[str, float]:
-    """Median ms per training step and tokens per second, measured after
-    `warmup` steps (which also absorb compilation)."""
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"precision must be fp32, bf16 or fp16: {precision}")
+    kernels: str = "fast",
+    peak_flops: float | None = None,
+) -> dict[str, float | None]:
+    """Median ms per training step, tokens per second, MFU (None without
+    a known peak) and the data loader's share, measured after `warmup`
+    steps (which also absorb compilation)."""
     torch.manual_seed(0)
     model = GPT(model_config).to(device)
-    optimizer = AdamW(model.parameters(), lr=1e-4)
-    step_model = torch.compile(model) if compile else model
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     tokens = torch.randint(0, model_config.vocab_size,
                            (batch_size, context_length + 1), device=device)
-
-    def one_step() -> None:
-        with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
-            loss = cross_entropy(step_model(tokens[:, :-1]), tokens[:, 1:])
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    def finished_step() -> None:
-        one_step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
+    step = training_step(model, tokens, precision, compile, kernels)
     began = time.perf_counter()
     for _ in range(warmup):
-        finished_step()
+        step()
     warmup_seconds = time.perf_counter() - began
-    median = median_seconds({"step": finished_step}, repeats=steps)["step"]
-    return {"ms_per_step": 1000 * median,
-            "tokens_per_s": batch_size * context_length / median,
+    seconds = median_seconds({"step": step}, repeats=steps)["step"]
+    rate = batch_size * context_length / seconds
+    flops = training_flops_per_token(model.num_parameters(),
+                                     model_config.n_layers,
+                                     model_config.d_model, context_length)
+    hardware = detect_hardware(torch.device(device))
+    peak = peak_flops or (hardware.peak_flops if hardware else None)
+    data = loader_seconds(batch_size, context_length,
+                          model_config.vocab_size, device)
+    return {"ms_per_step": 1000 * seconds, "tokens_per_s": rate,
+            "mfu": rate * flops / peak if peak else None,
+            "data_share": data / (data + seconds),
             "warmup_s": warmup_seconds}
 
 
 # book/08_pretraining.md § How fast is the loop?
 def benchmark_repeats(model_config: ModelConfig, repeats: int = 3,
-                      **options: object) -> dict[str, float]:
+                      **options: object) -> dict[str, float | None]:
     """The median of each of `benchmark_step`'s figures over `repeats`
     runs, each on a fresh model; `options` go to `benchmark_step`."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     runs = [benchmark_step(model_config, **options)
             for _ in range(repeats)]
-    return {name: statistics.median(run[name] for run in runs)
+    return {name: None if runs[0][name] is None else
+            statistics.median(run[name] for run in runs)
             for name in runs[0]}

@@ -40,8 +40,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     grad_clip: float = 1.0             # 0 turns clipping off
-    precision: str = "bf16"            # fp32 | bf16 | fp16 (GPU only)
+    precision: str = "auto"            # auto | fp32 | bf16 | fp16 (GPU)
     compile: bool = False
+    kernels: str = "fast"              # fast | reference | torch
     device: str = "auto"
     seed: int = 0
     log_every: int = 5
@@ -87,8 +88,9 @@ class TrainConfig:
 
 # book/08_pretraining.md § One training entry point
 PROFILES = ("ci", "laptop", "gpu", "cluster")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("cosine", "wsd")
+KERNELS = ("fast", "reference", "torch")
 POSITIVE = ("context_length", "batch_size", "max_steps", "log_every",
             "eval_every", "eval_tokens", "keep_checkpoints")
 
@@ -103,7 +105,8 @@ def config_problems(c: TrainConfig) -> list[str]:
         return [f"{name} must be a number" for name in wrong]
     problems = [f"{name} must be one of {allowed}" for name, allowed in
                 (("profile", PROFILES), ("precision", PRECISIONS),
-                 ("schedule", SCHEDULES)) if getattr(c, name) not in allowed]
+                 ("schedule", SCHEDULES), ("kernels", KERNELS))
+                 if getattr(c, name) not in allowed]
     problems += [f"{name} must be positive" for name in POSITIVE
                  if getattr(c, name) < 1]
     checks = {

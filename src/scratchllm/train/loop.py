@@ -32,17 +32,18 @@ from scratchllm.model.gpt import GPT
 from scratchllm.tokenizer import Tokenizer, load_tokenizer
 from scratchllm.tokenizer.shards import read_split
 from scratchllm.train.checkpoint import (Checkpoint, CheckpointError,
-                                         capture_rng, gather_state,
-                                         has_checkpoint, load_checkpoint,
-                                         restore_rng, save_checkpoint,
-                                         scatter_state)
+                                         capture_rng, checkpoint_meta,
+                                         gather_state, has_checkpoint,
+                                         load_checkpoint, restore_rng,
+                                         save_checkpoint, scatter_state)
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.data import Batches, WindowSampler
+from scratchllm.train.fast import CLIPPERS, make_optimizer, speed_up
 from scratchllm.train.loss import cross_entropy
 from scratchllm.train.monitor import (JsonlLog, detect_hardware, read_log,
                                       training_flops_per_token)
-from scratchllm.train.optim import (AdamW, clip_grad_norm, warmup_cosine,
-                                    warmup_stable_decay)
+from scratchllm.train.optim import warmup_cosine, warmup_stable_decay
+from scratchllm.train.precision import resolve_precision
 
 # book/08_pretraining.md § The loop
 if TYPE_CHECKING:  # Accelerate is needed only to run on many devices
@@ -70,6 +71,21 @@ def read_tokenizer(folder: Path) -> Tokenizer:
             "book execute --only 04_tokenization) or set tokenizer_dir"
         )
     return load_tokenizer(folder)
+
+
+# book/08_pretraining.md § The loop
+def run_tokenizer(config: TrainConfig, index: dict[str, Any]
+                  ) -> tuple[Tokenizer | None, np.ndarray]:
+    """The run's tokenizer and bytes per token id; for token ids made
+    elsewhere (no tokenizer fingerprint), None and zero bytes."""
+    if index.get("tokenizer_sha256") is None:
+        print(f"note: the tokens in {config.tokens_path()} were made "
+              "elsewhere (their index.json names no tokenizer): training"
+              " without one, so no samples and no bits per byte",
+              file=sys.stderr)
+        return None, np.zeros(index["vocab_size"], dtype=np.int64)
+    tokenizer = read_tokenizer(config.tokenizer_path())
+    return tokenizer, token_byte_lengths(tokenizer)
 
 
 # book/08_pretraining.md § The loop
@@ -121,30 +137,46 @@ def pick_device(config: TrainConfig,
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def run_precision(config: TrainConfig, device: torch.device) -> str:
+    """The precision a run trains in: the config's, or for "auto" the
+    one a checkpoint being resumed recorded, else the rule's choice."""
+    folder = config.run_path()
+    if config.precision == "auto" and config.resume \
+            and has_checkpoint(folder):
+        try:
+            saved = checkpoint_meta(folder)["train_config"]["precision"]
+        except (CheckpointError, KeyError):
+            saved = "auto"      # resume() explains what is wrong
+        if saved != "auto":
+            return saved
+    return resolve_precision(config.precision, device)
+
+
 def autocast_factory(
     config: TrainConfig,
     device: torch.device,
     accelerator: "Accelerator | None",
 ) -> Callable[[], contextlib.AbstractContextManager]:
     """A function returning the autocast context of each forward pass."""
+    precision = run_precision(config, device)
     if accelerator is not None:
         launched = {"no": "fp32"}.get(accelerator.mixed_precision,
                                       accelerator.mixed_precision)
-        if launched != config.precision:
+        if launched != precision:
             raise ValueError(
-                f"the config asks for {config.precision} but Accelerate "
+                f"the config asks for {precision} but Accelerate "
                 f"was launched with mixed_precision="
                 f"{accelerator.mixed_precision!r}; make them agree"
             )
         return contextlib.nullcontext
-    if config.precision == "fp32":
+    if precision == "fp32":
         return contextlib.nullcontext
-    if config.precision == "fp16" and device.type != "cuda":
+    if precision == "fp16" and device.type != "cuda":
         raise ValueError(
             "fp16 training needs a CUDA GPU (for its gradient scaler); "
             "use bf16 on this device"
         )
-    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return lambda: torch.autocast(device.type, dtype=dtype)
 
 
@@ -214,7 +246,8 @@ class LaunchAware:
                 self.model.parameters(), limit)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        return clip_grad_norm(self.raw_model.parameters(), limit)
+        clip = CLIPPERS[self.config.kernels]
+        return clip(self.raw_model.parameters(), limit)
 
 
 # book/08_pretraining.md § The loop
@@ -231,7 +264,7 @@ class Run(LaunchAware):
     optimizer: torch.optim.Optimizer
     sampler: Batches
     val_shards: list[np.ndarray]
-    tokenizer: Tokenizer
+    tokenizer: Tokenizer | None    # None: token ids made elsewhere
     byte_lengths: np.ndarray       # bytes of text per token id
     layout: BatchLayout
     autocast: Callable[[], contextlib.AbstractContextManager]
@@ -338,8 +371,9 @@ def measure(run: Run, done: int) -> dict[str, Any]:
 
 
 def write_sample(run: Run, done: int) -> None:
-    """Log one story sampled from the model."""
-    if not run.main:
+    """Log one story sampled from the model (none without a
+    tokenizer)."""
+    if not run.main or run.tokenizer is None:
         return
     eot = run.tokenizer.eot_id
     ids = sample_ids(run.raw_model, [eot], run.config.sample_tokens,
@@ -578,8 +612,10 @@ def assemble(config: TrainConfig, accelerator: "Accelerator | None",
     """The data, model, optimiser and device of a run, ready to train;
     `model` replaces the fresh model and `batches` the window sampler."""
     index = read_index(config.tokens_path())
-    tokenizer = read_tokenizer(config.tokenizer_path())
+    tokenizer, byte_lengths = run_tokenizer(config, index)
     device = pick_device(config, accelerator)
+    config = dataclasses.replace(
+        config, precision=run_precision(config, device))
     layout = batch_layout(config, accelerator)
     if model is None:
         raw_model, model_config = build_model(config, index["vocab_size"])
@@ -587,8 +623,11 @@ def assemble(config: TrainConfig, accelerator: "Accelerator | None",
         raw_model, model_config = model, model.config
     torch.manual_seed(config.seed + layout.rank)
     raw_model.to(device)
-    optimizer = AdamW(parameter_groups(raw_model, config.weight_decay),
-                      lr=config.lr, betas=config.betas, eps=config.eps)
+    if config.kernels != "reference":
+        speed_up(raw_model)
+    optimizer = make_optimizer(
+        config.kernels, parameter_groups(raw_model, config.weight_decay),
+        lr=config.lr, betas=config.betas, eps=config.eps)
     run = Run(
         config=config, accelerator=accelerator, index=index,
         model_config=model_config, raw_model=raw_model, model=raw_model,
@@ -597,7 +636,7 @@ def assemble(config: TrainConfig, accelerator: "Accelerator | None",
             read_split(config.tokens_path(), "train"),
             config.context_length, config.batch_size, seed=config.seed),
         val_shards=read_split(config.tokens_path(), "val"),
-        tokenizer=tokenizer, byte_lengths=token_byte_lengths(tokenizer),
+        tokenizer=tokenizer, byte_lengths=byte_lengths,
         layout=layout,
         autocast=autocast_factory(config, device, accelerator),
         run_dir=config.run_path(),
