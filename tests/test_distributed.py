@@ -350,3 +350,44 @@ def test_cli_writes_configs_and_prints_memory(tmp_path: Path) -> None:
     assert "gpt2-small" in result.output and "zero3" in result.output
     result = runner.invoke(app, ["distributed", "memory", "--devices", "0"])
     assert result.exit_code != 0
+
+
+def test_throughput_is_the_median_after_the_first_window() -> None:
+    from scratchllm.distributed.bench import throughput
+
+    log = [{"tokens_per_s": 1.0}, {"tokens_per_s": 30.0},
+           {"tokens_per_s": 10.0}, {"tokens_per_s": 20.0}]
+    assert throughput(log) == 20.0
+
+
+def test_compare_processes_alternates_and_takes_medians(
+        tmp_path, monkeypatch) -> None:
+    """Runs alternate 1, N, 1, N...; each run's rate is its median, and
+    each process count reports the median over repeats."""
+    from scratchllm.distributed import bench
+
+    launched: list[int] = []
+    speeds = iter([100.0, 150.0, 300.0, 200.0, 200.0, 400.0])
+
+    def fake_launch(arguments, count, config, precision, timeout):
+        launched.append(count)
+        run_dir = next(json.loads(value.split("=", 2)[2])
+                       for value in arguments
+                       if value.startswith("--set=output_dir="))
+        rate = next(speeds)
+        records = [{"kind": "train", "tokens_per_s": 1.0}] + [
+            {"kind": "train", "tokens_per_s": rate}] * 3 + [
+            {"kind": "eval", "tokens_per_s": 0.0}]
+        folder = Path(run_dir)
+        folder.mkdir(parents=True)
+        (folder / "log.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in records))
+
+    monkeypatch.setattr(bench, "launch", fake_launch)
+    heard = []
+    medians = bench.compare_processes(
+        2, "ci", 3, 3, [], tmp_path / "runs", tmp_path / "a.yaml", "fp32",
+        on_run=lambda *run: heard.append(run))
+    assert launched == [1, 2, 1, 2, 1, 2]
+    assert medians == {1: 200.0, 2: 200.0}
+    assert heard[1] == (0, 2, 150.0)

@@ -27,7 +27,7 @@ from scratchllm.finetune.data import (
     write_instructions,
     write_jsonl,
 )
-from scratchllm.finetune.evaluate import few_shot_prompt, score
+from scratchllm.finetune.evaluate import few_shot_prompt, name_recall, score
 from scratchllm.finetune.lora import (
     LoRALinear,
     add_lora,
@@ -346,6 +346,42 @@ def test_score_counts_and_intervals():
         assert (s.correct, s.total) == (1, 2)
         low, high = s.interval
         assert low < 0.5 < high
+
+
+class Recaller(torch.nn.Module):
+    """A stand-in model that copies one token: once `token` has been
+    read, all probability goes to it; before, uniform."""
+
+    def __init__(self, vocab_size: int, token: int) -> None:
+        super().__init__()
+        self.vocab_size, self.token = vocab_size, token
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(1, ids.shape[1], self.vocab_size)
+        seen = (ids[0] == self.token).long().cummax(0).values.bool()
+        logits[0, seen, self.token] = 50.0
+        return logits
+
+
+def test_name_recall_separates_a_copier_from_a_guesser(tokenizer):
+    story = ("Once upon a time, there was a girl named Zed. One day, "
+             "Zed found a ball. Then Zed went home.")
+    record = {"task": "who", "answer": "Zed", "messages": [
+        {"role": "user", "content": story + "\n\nWho is the story about?"},
+        {"role": "assistant", "content": "Zed"}]}
+    where = dict(record, task="where")
+    vocab = tokenizer.vocab_size
+    guess_first, guess_later = name_recall(
+        lambda ids: torch.zeros(1, ids.shape[1], vocab), tokenizer,
+        [record, where])
+    assert guess_first == pytest.approx(1 / vocab)
+    assert guess_later == pytest.approx(1 / vocab)
+    copier = Recaller(vocab, tokenizer.encode(" Zed")[0])
+    copy_first, copy_later = name_recall(copier, tokenizer, [record])
+    assert copy_first == pytest.approx(1 / vocab)
+    assert copy_later > 0.99
+    with pytest.raises(ValueError, match="twice"):
+        name_recall(copier, tokenizer, [where])
 
 
 def test_few_shot_prompt_respects_the_budget(tokenizer):

@@ -187,10 +187,7 @@ def bench(
 ) -> None:
     """Median tokens/s of 1 vs N processes on the same global batch (CPU
     processes on a machine without GPUs)."""
-    import statistics
-
-    from scratchllm.distributed.launch import launch, set_options
-    from scratchllm.train.monitor import read_log
+    from scratchllm.distributed.bench import compare_processes
 
     if steps < 3 or repeats < 1 or processes < 2:
         raise typer.BadParameter("need steps >= 3, repeats >= 1 and "
@@ -198,25 +195,15 @@ def bench(
     settings = _settings(set_)
     precision = _checked_options(profile, None, settings)
     check_output_folder(out)
-    accelerate_config = _multi_gpu_config()
-    medians: dict[int, list[float]] = {}
-    for repeat in range(repeats):
-        for count in (1, processes):
-            run_dir = out / f"p{count}_r{repeat}"
-            values = {"max_steps": steps, "warmup_steps": 1, "log_every": 1,
-                      "checkpoint_every": 0, "progress": False,
-                      "output_dir": str(run_dir)}
-            launch(["pretrain", "--profile", profile, *set_options(values),
-                    *settings], count, accelerate_config, precision,
-                   timeout=3600)
-            rates = [record["tokens_per_s"]
-                     for record in read_log(run_dir / "log.jsonl")
-                     if record["kind"] == "train"][1:]
-            medians.setdefault(count, []).append(statistics.median(rates))
-            typer.echo(f"repeat {repeat}: {count} process(es): "
-                       f"{medians[count][-1]:,.0f} tokens/s")
-    one = statistics.median(medians[1])
-    many = statistics.median(medians[processes])
+
+    def heard(repeat: int, count: int, tokens_per_s: float) -> None:
+        typer.echo(f"repeat {repeat}: {count} process(es): "
+                   f"{tokens_per_s:,.0f} tokens/s")
+
+    medians = compare_processes(processes, profile, steps, repeats,
+                                settings, out, _multi_gpu_config(),
+                                precision, on_run=heard)
+    one, many = medians[1], medians[processes]
     typer.echo(f"median: 1 process {one:,.0f} tokens/s; {processes} "
                f"processes {many:,.0f} tokens/s; ratio {many / one:.2f}")
 

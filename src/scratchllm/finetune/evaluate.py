@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from scratchllm.eval.multiple_choice import wilson_interval
 from scratchllm.finetune.chat import end_of_turn_id, render_chat
 from scratchllm.finetune.data import is_correct
@@ -117,3 +119,31 @@ def score(records: Sequence[dict[str, Any]],
         counts[0] += is_correct(record, reply)
         counts[1] += 1
     return {task: TaskScore(task, c, n) for task, (c, n) in tally.items()}
+
+
+# book/11_instruction_tuning.md § Can the model copy?
+def name_recall(model: GPT, tokenizer: Tokenizer,
+                records: Sequence[dict[str, Any]]) -> tuple[float, float]:
+    """Mean probability of the first token of the hero's name at its
+    first mention and at its later mentions, over the stories of `who`
+    records (the question paragraph removed)."""
+    first: list[float] = []
+    later: list[float] = []
+    for record in records:
+        if record["task"] != "who":
+            continue
+        story = record["messages"][0]["content"].rsplit("\n\n", 1)[0]
+        name = record["answer"]
+        ids = tokenizer.encode(story)
+        name_ids = tokenizer.encode(" " + name)
+        with torch.no_grad():
+            probs = model(torch.tensor([ids]))[0].softmax(-1)
+        for i in range(1, len(ids) - len(name_ids) + 1):
+            if ids[i: i + len(name_ids)] != name_ids:
+                continue
+            seen = name in tokenizer.decode(ids[:i])
+            (later if seen else first).append(
+                probs[i - 1, name_ids[0]].item())
+    if not first or not later:
+        raise ValueError("no `who` story mentions its hero twice")
+    return sum(first) / len(first), sum(later) / len(later)
