@@ -137,3 +137,40 @@ def test_prepare_command_refuses_a_folder_of_other_files(tmp_path):
     assert ran.exit_code == 1
     assert "error:" in ran.output and "thesis.tex" in ran.output
     assert (out / "thesis.tex").read_text() == "precious"
+
+
+def write_report_into(folder: Path, version: int) -> Path:
+    from scratchllm.eval.report import write_report
+
+    return write_report({"version": version}, folder)
+
+
+def write_configs_into(folder: Path, version: int) -> Path:
+    from scratchllm.distributed import configs
+
+    first = next(iter(configs.CONFIGS))
+    original = configs.CONFIGS[first]
+    configs.CONFIGS[first] = {**original, "version": version}
+    try:
+        configs.write_configs(folder)
+    finally:
+        configs.CONFIGS[first] = original
+    return folder / first
+
+
+@pytest.mark.parametrize("write", [write_report_into, write_configs_into])
+def test_a_report_or_config_write_that_fails_keeps_the_old_file(
+        tmp_path, monkeypatch, write) -> None:
+    """A crash after the bytes are written but before they are on disk
+    (here: fsync fails) leaves the previous file whole, and no temp."""
+    path = write(tmp_path, 1)
+    before = path.read_bytes()
+
+    def crash(_: int) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(OSError, match="disk gone"):
+        write(tmp_path, 2)
+    assert path.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from scratchllm.data.atomic import write_text_atomic
+
 # book/09_scaling_out.md § Starting processes
 _COMMON = {
     "compute_environment": "LOCAL_MACHINE",
@@ -74,12 +76,11 @@ CONFIGS: dict[str, dict] = {
 
 # book/09_scaling_out.md § Starting processes
 def write_configs(folder: str | Path) -> list[Path]:
-    """Write every configuration file into `folder`; return the paths."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write every configuration file into `folder`, each atomically;
+    return the paths."""
     paths = []
     for name, values in CONFIGS.items():
-        path = folder / name
-        path.write_text(yaml.safe_dump(values, sort_keys=True))
+        path = Path(folder) / name
+        write_text_atomic(path, yaml.safe_dump(values, sort_keys=True))
         paths.append(path)
     return paths

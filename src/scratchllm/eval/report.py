@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from scratchllm.data.atomic import write_json_atomic
 from scratchllm.eval.intrinsic import evaluate_split, token_byte_lengths
 from scratchllm.eval.multiple_choice import (Question, Unigram,
                                              context_free_scorers,
@@ -148,8 +149,7 @@ def evaluate_checkpoint(
 
 # book/10_generation_evaluation.md § The evaluation report and the command line
 def write_report(report: dict[str, Any], folder: str | Path) -> Path:
-    """Write report.json into folder; return its path."""
+    """Write report.json into folder, atomically; return its path."""
     path = Path(folder) / "report.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomic(path, report, indent=2)
     return path
