@@ -576,6 +576,10 @@ def test_bad_input_gets_one_clean_line(line: str, why: str, expect: str,
     assert len(lines) == 1 and lines[0].startswith("error: "), (
         f"{why}: stderr {result.stderr!r}")
     assert expect in lines[0], f"{why}: wanted {expect!r} in {lines[0]!r}"
+    # Nothing on stdout before the error, but what an audit found.
+    printed = [line for line in result.stdout.splitlines()
+               if not line.startswith("PROBLEM: ")]
+    assert printed == [], f"{why}: printed {printed!r} first"
     assert "Traceback" not in result.output
     assert snapshot(tmp_path) == before, f"{why}: wrote into {tmp_path}"
     assert snapshot(good["tok"].parent) == shared

@@ -254,6 +254,21 @@ def test_long_code_lines_are_found(mini: Path) -> None:
     assert len(problems) == 1 and "book/01_first.md:" in problems[0]
 
 
+def test_wide_characters_count_two_columns_and_joiners_none() -> None:
+    assert lint.display_width("abc") == 3
+    assert lint.display_width("東京") == 4
+    assert lint.display_width("e\u0301") == 1
+    assert lint.display_width("👨\u200d👩") == 4
+    assert lint.display_width("❤\ufe0f") == 1
+
+
+def test_a_line_of_wide_characters_is_found_by_its_printed_width(
+        mini: Path) -> None:
+    write_chapter(mini, "01_first", [cell("x = '" + "東" * 38 + "'")])
+    problems = lint.long_code_lines([mini / "book/01_first.md"], mini)
+    assert len(problems) == 1 and "of 82 columns" in problems[0]
+
+
 def test_code_cells_over_80_lines_are_found(mini: Path) -> None:
     lines = "\n".join(f"x{i} = {i}" for i in range(80))
     write_chapter(mini, "01_first", [

@@ -11,10 +11,13 @@ from collections.abc import Callable
 
 # book/01_background.md § PyTorch in brief
 def median_seconds(works: dict[str, Callable[[], object]],
-                   repeats: int = 3) -> dict[str, float]:
+                   repeats: int = 3,
+                   warm_up: bool = True) -> dict[str, float]:
     """Median wall time of each ``work()`` over ``repeats`` rounds. Each
-    is warmed up once; within a round the works take turns."""
-    for work in works.values():
+    is first run once untimed (unless ``warm_up`` is False: for long
+    works, or ones warmed already); within a round the works take
+    turns."""
+    for work in works.values() if warm_up else ():
         work()
     times: dict[str, list[float]] = {name: [] for name in works}
     for _ in range(repeats):

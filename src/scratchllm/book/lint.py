@@ -3,12 +3,27 @@ sizes and the artifact graph."""
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 from scratchllm.book.chapters import Chapter
 
 MAX_COLUMNS = 79
 MAX_CELL_LINES = 80
+
+
+def display_width(line: str) -> int:
+    """Columns `line` takes in print: wide East Asian characters and emoji
+    take two, combining marks, joiners and variation selectors none."""
+    width = 0
+    for character in line:
+        if (unicodedata.combining(character)
+                or unicodedata.category(character) in ("Mn", "Me", "Cf")
+                or 0xFE00 <= ord(character) <= 0xFE0F):
+            continue
+        wide = unicodedata.east_asian_width(character) in ("W", "F")
+        width += 2 if wide else 1
+    return width
 
 
 def long_code_lines(paths: list[Path], root: Path) -> list[str]:
@@ -22,11 +37,11 @@ def long_code_lines(paths: list[Path], root: Path) -> list[str]:
                 inside = True
             elif inside and line.startswith("```"):
                 inside = False
-            elif inside and len(line) > MAX_COLUMNS:
+            elif inside and display_width(line) > MAX_COLUMNS:
                 problems.append(
                     f"{path.relative_to(root)}:{number}: code line of "
-                    f"{len(line)} columns (at most {MAX_COLUMNS}; it would "
-                    "wrap in print)"
+                    f"{display_width(line)} columns (at most {MAX_COLUMNS}; "
+                    "it would wrap in print)"
                 )
     return problems
 

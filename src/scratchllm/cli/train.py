@@ -264,17 +264,19 @@ def run_bench(models: list[str] | None, precisions: list[str] | None,
         overrides["vocab_size"] = vocab_size
     compiled = {"off": [False], "on": [True], "both": [False, True]}[compile]
     peak = peak_tflops * 1e12 if peak_tflops else None
-    typer.echo(f"{'model':12s} {'precision':9s} {'compile':7s} "
-               f"{'ms/step':>9s} {'tokens/s':>10s} {'MFU':>6s} "
-               f"{'data':>6s} {'warmup s':>9s}")
-    rows = []
+    configs = {}
     for name in models or ["ci", "laptop"]:
         try:
-            config = dataclasses.replace(
+            configs[name] = dataclasses.replace(
                 ModelConfig.preset(name, **overrides),
                 context_length=context_length)
         except ValueError as error:
             fail(str(error))
+    typer.echo(f"{'model':12s} {'precision':9s} {'compile':7s} "
+               f"{'ms/step':>9s} {'tokens/s':>10s} {'MFU':>6s} "
+               f"{'data':>6s} {'warmup s':>9s}")
+    rows = []
+    for name, config in configs.items():
         for kind in precisions or ["fp32", "bf16"]:
             for with_compile in compiled:
                 figures = benchmark_repeats(

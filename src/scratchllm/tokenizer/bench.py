@@ -68,7 +68,8 @@ def compare_training(texts: list[str], vocab_size: int,
     with one_thread():
         times = median_seconds(
             {"ours_s": lambda: train_bpe(texts, vocab_size),
-             "hf_s": lambda: train_hf(texts, vocab_size)}, repeats)
+             "hf_s": lambda: train_hf(texts, vocab_size)}, repeats,
+            warm_up=False)
     return {**times, "ratio": times["ours_s"] / times["hf_s"]}
 
 

@@ -94,7 +94,8 @@ def benchmark_step(
     for _ in range(warmup):
         step()
     warmup_seconds = time.perf_counter() - began
-    seconds = median_seconds({"step": step}, repeats=steps)["step"]
+    seconds = median_seconds({"step": step}, repeats=steps,
+                             warm_up=False)["step"]
     rate = batch_size * context_length / seconds
     flops = training_flops_per_token(model.num_parameters(),
                                      model_config.n_layers,

@@ -36,13 +36,7 @@ class ForeachAdamW(AdamW):
             for param in group["params"]:
                 if param.grad is None:
                     continue
-                state = self.state[param]
-                if not state:
-                    state["step"] = torch.tensor(0.0)
-                    state["exp_avg"] = torch.zeros_like(param)
-                    state["exp_avg_sq"] = torch.zeros_like(param)
-                state["step"] += 1
-                by_step.setdefault(state["step"].item(), []).append(param)
+                by_step.setdefault(self.advance(param), []).append(param)
             for t, params in by_step.items():
                 self.update(group, params, t)
         return loss

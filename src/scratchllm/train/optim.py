@@ -47,13 +47,8 @@ class AdamW(torch.optim.Optimizer):
                 if param.grad is None:
                     continue
                 grad = param.grad
+                t = self.advance(param)
                 state = self.state[param]
-                if not state:
-                    state["step"] = torch.tensor(0.0)
-                    state["exp_avg"] = torch.zeros_like(param)
-                    state["exp_avg_sq"] = torch.zeros_like(param)
-                state["step"] += 1
-                t = state["step"].item()
                 param.mul_(1 - lr * group["weight_decay"])
                 state["exp_avg"].lerp_(grad, 1 - beta1)
                 state["exp_avg_sq"].mul_(beta2).addcmul_(
@@ -66,6 +61,17 @@ class AdamW(torch.optim.Optimizer):
                 param.addcdiv_(state["exp_avg"], denominator,
                                value=-step_size)
         return loss
+
+    def advance(self, param: torch.Tensor) -> float:
+        """Count one more step for `param`, creating its state (the two
+        moving averages, zero) on its first; return the step number."""
+        state = self.state[param]
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            state["exp_avg"] = torch.zeros_like(param)
+            state["exp_avg_sq"] = torch.zeros_like(param)
+        state["step"] += 1
+        return state["step"].item()
 
 
 # book/08_pretraining.md § Gradient clipping
