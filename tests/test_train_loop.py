@@ -310,14 +310,65 @@ def test_auto_precision_rule_follows_the_hardware():
     assert auto_precision("mps", {"amx_bf16"}) == "fp32"
 
 
-def test_cpu_flags_reads_the_flags_line(tmp_path):
-    from scratchllm.train.precision import cpu_flags
+X86_CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz
+flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile
+vmx flags\t: vnmi preemption_timer
+bugs\t\t: spectre_v1
+
+processor\t: 1
+flags\t\t: fpu
+"""
+GRAVITON3_CPUINFO = """processor\t: 0
+BogoMIPS\t: 2100.00
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp \
+asimdhp cpuid asimdrdm jscvt fcma lrcpc dcpop sha3 sm3 sm4 asimddp sha512 \
+sve asimdfhm dit uscat ilrcpc flagm ssbs paca pacg dcpodp svei8mm svebf16 \
+i8mm bf16 dgh rng
+CPU implementer\t: 0x41
+CPU architecture: 8
+CPU variant\t: 0x1
+CPU part\t: 0xd40
+CPU revision\t: 1
+"""
+GRAVITON2_CPUINFO = """processor\t: 0
+BogoMIPS\t: 243.75
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp \
+asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs
+CPU implementer\t: 0x41
+CPU part\t: 0xd0c
+"""
+
+
+@pytest.mark.parametrize(("text", "listed", "precision"), [
+    (X86_CPUINFO, {"avx512_bf16", "amx_bf16"}, "bf16"),
+    (X86_CPUINFO.replace(" avx512_bf16 amx_bf16", ""), set(), "fp32"),
+    (GRAVITON3_CPUINFO, {"bf16"}, "bf16"),
+    (GRAVITON2_CPUINFO, set(), "fp32"),
+])
+def test_cpu_flags_read_the_x86_and_arm_lines(tmp_path, text, listed,
+                                              precision):
+    from scratchllm.train.precision import (CPU_BF16_FLAGS, auto_precision,
+                                            cpu_flags)
 
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16\n"
-                    "processor\t: 1\nflags\t\t: fpu\n")
-    assert cpu_flags(info) == {"fpu", "avx2", "amx_bf16"}
-    assert cpu_flags(tmp_path / "missing") == set()
+    info.write_text(text)
+    flags = cpu_flags(info)
+    assert "fpu" in flags or "asimd" in flags     # the first CPU's line
+    assert "preemption_timer" not in flags        # not "vmx flags"
+    assert flags & CPU_BF16_FLAGS == listed
+    assert auto_precision("cpu", flags) == precision
+
+
+def test_cpu_flags_are_unknown_without_a_list(tmp_path):
+    from scratchllm.train.precision import auto_precision, cpu_flags
+
+    no_list = tmp_path / "cpuinfo"
+    no_list.write_text("processor\t: 0\nmodel name\t: something\n")
+    for unknown in (tmp_path / "missing", no_list, tmp_path):
+        assert cpu_flags(unknown) is None
+    assert auto_precision("cpu", None) == "fp32"
 
 
 def test_auto_precision_is_recorded_and_kept_on_resume(artifacts,

@@ -10,30 +10,35 @@ from pathlib import Path
 import torch
 
 # book/08_pretraining.md § Mixed precision, accumulation and compilation
-CPU_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+CPU_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16",  # x86
+                            "bf16"})                     # 64-bit ARM
+FLAG_LINES = ("flags", "Features")                       # x86, ARM
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    """The CPU feature flags Linux lists (empty elsewhere)."""
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str] | None:
+    """The CPU feature flags Linux lists (x86's `flags` line, ARM's
+    `Features`); None where no such list can be read (macOS, Windows)."""
     try:
         lines = cpuinfo.read_text(encoding="utf-8").splitlines()
     except OSError:
-        return set()
+        return None
     for line in lines:
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
+        name, _, values = line.partition(":")
+        if name.strip() in FLAG_LINES:
+            return set(values.split())
+    return None
 
 
-def auto_precision(device_type: str, cpu_flags: set[str],
+def auto_precision(device_type: str, cpu_flags: set[str] | None,
                    cuda_bf16: bool = False) -> str:
     """bf16 where it is faster than fp32: a CUDA GPU that supports it,
-    or a CPU with native bf16 matrix instructions; fp32 elsewhere."""
+    or a CPU that lists native bf16 instructions; fp32 elsewhere,
+    including a CPU whose flags are unknown (None)."""
     if device_type == "cuda":
         return "bf16" if cuda_bf16 else "fp32"
-    if device_type == "cpu" and cpu_flags & CPU_BF16_FLAGS:
-        return "bf16"
-    return "fp32"
+    if device_type != "cpu" or cpu_flags is None:
+        return "fp32"
+    return "bf16" if cpu_flags & CPU_BF16_FLAGS else "fp32"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
