@@ -72,6 +72,19 @@ def test_resume_with_changed_settings_is_refused(artifacts):
                     log_every=1, eval_tokens=128))
 
 
+def test_resume_with_other_kernels_is_refused(artifacts):
+    """The kernels may round differently (PyTorch's fused AdamW does
+    here; the fused norm and padded head may on a GPU), so switching
+    mid-run would not be exact."""
+    pretrain(config(artifacts, "kernels", max_steps=3, kernels="fast"))
+    with pytest.raises(CheckpointError,
+                       match="kernels 'fast' -> 'reference'"):
+        pretrain(config(artifacts, "kernels", resume=True, max_steps=3,
+                        kernels="reference"))
+    pretrain(config(artifacts, "kernels", resume=True, max_steps=3,
+                    kernels="fast"))
+
+
 def test_the_log_never_repeats_a_step_after_a_resume(artifacts):
     with pytest.raises(Killed):
         pretrain(config(artifacts, "relog"), on_step=kill_after(5))

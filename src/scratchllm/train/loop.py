@@ -479,7 +479,7 @@ EXACT_FIELDS = ("model", "model_overrides", "context_length", "batch_size",
                 "micro_batch_size", "max_steps", "lr", "min_lr_ratio",
                 "warmup_steps", "schedule", "decay_fraction",
                 "weight_decay", "betas", "eps", "grad_clip", "precision",
-                "seed", "dataset")
+                "kernels", "seed", "dataset")
 
 
 def check_unchanged(config: TrainConfig, saved: dict[str, Any],
