@@ -202,13 +202,16 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[Optional[Path], typer.Option(
             "--json", dir_okay=False,
             help="Also write the rows to this JSON file.")] = None,
+        prefetch: Annotated[bool, typer.Option(
+            help="Prepare the next batch during the step, as pretrain "
+            "does (--no-prefetch: load it between steps).")] = True,
     ) -> None:
         """Tokens/s, ms/step, MFU and the data loader's share of
         pretrain's step, for presets or shapes, eager and compiled."""
         run_bench(model, precision, compile, batch_size, context_length,
                   vocab_size, {"d_model": d_model, "n_layers": n_layers,
                                "n_heads": n_heads}, kernels, steps,
-                  repeats, device, peak_tflops, json_out)
+                  repeats, device, peak_tflops, json_out, prefetch)
 
     @app.command("bench-train")
     def bench_train(
@@ -230,14 +233,15 @@ def register(app: typer.Typer) -> None:
         """Same as `scratchllm train bench` (kept for old scripts)."""
         run_bench(model, precision, compile, batch_size, context_length,
                   vocab_size, {}, "fast", steps, repeats, device, None,
-                  None)
+                  None, True)
 
 
 def run_bench(models: list[str] | None, precisions: list[str] | None,
               compile: str, batch_size: int, context_length: int,
               vocab_size: int | None, shape: dict[str, int | None],
               kernels: str, steps: int, repeats: int, device: str,
-              peak_tflops: float | None, json_out: Path | None) -> None:
+              peak_tflops: float | None, json_out: Path | None,
+              prefetch: bool) -> None:
     """Parse the benchmark's choices, run it and print one row each."""
     import dataclasses
 
@@ -283,7 +287,7 @@ def run_bench(models: list[str] | None, precisions: list[str] | None,
                     config, repeats, batch_size=batch_size,
                     context_length=context_length, precision=kind,
                     compile=with_compile, steps=steps, device=device,
-                    kernels=kernels, peak_flops=peak)
+                    kernels=kernels, peak_flops=peak, prefetch=prefetch)
                 mfu = figures["mfu"]
                 typer.echo(
                     f"{name:12s} {kind:9s} "
@@ -291,10 +295,11 @@ def run_bench(models: list[str] | None, precisions: list[str] | None,
                     f"{figures['ms_per_step']:9.1f} "
                     f"{figures['tokens_per_s']:10,.0f} "
                     f"{'n/a' if mfu is None else f'{mfu:.1%}':>6s} "
-                    f"{figures['data_share']:6.1%} "
+                    f"{figures['data_share']:6.2%} "
                     f"{figures['warmup_s']:9.1f}")
                 rows.append({"model": name, "precision": kind,
                              "compile": with_compile, "kernels": kernels,
+                             "prefetch": prefetch,
                              "batch_size": batch_size,
                              "context_length": context_length,
                              "device": device, **figures})

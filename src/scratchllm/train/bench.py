@@ -5,6 +5,7 @@
 """A benchmark of `pretrain`'s training step: tokens/s, ms/step, MFU
 and the data loader's share."""
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -14,8 +15,7 @@ import torch
 
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.gpt import GPT
-from scratchllm.timing import median_seconds
-from scratchllm.train.data import WindowSampler
+from scratchllm.train.data import Prefetcher, WindowSampler
 from scratchllm.train.fast import CLIPPERS, make_optimizer, speed_up
 from scratchllm.train.loss import cross_entropy
 from scratchllm.train.monitor import detect_hardware, training_flops_per_token
@@ -50,23 +50,37 @@ def training_step(model: GPT, tokens: torch.Tensor, precision: str,
 
 
 # book/08_pretraining.md § How fast is the loop?
-def loader_seconds(batch_size: int, context_length: int, vocab_size: int,
-                   device: str, repeats: int = 10) -> float:
-    """Median seconds for the sampler to deliver one batch on `device`,
-    from an in-memory shard of random uint16/int32 token ids."""
+def random_sampler(batch_size: int, context_length: int,
+                   vocab_size: int) -> WindowSampler:
+    """A WindowSampler over an in-memory shard of random token ids."""
     rng = np.random.default_rng(0)
     dtype = np.uint16 if vocab_size <= 1 << 16 else np.int32
     shard = rng.integers(0, vocab_size, max(1 << 20, 4 * batch_size
                          * (context_length + 1)), dtype=dtype)
-    sampler = WindowSampler([shard], context_length, batch_size, seed=0)
-    counter = iter(range(1 << 30))
+    return WindowSampler([shard], context_length, batch_size, seed=0)
 
-    def load() -> None:
-        inputs, targets = sampler.batch(next(counter))
-        inputs.to(device), targets.to(device)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-    return median_seconds({"load": load}, repeats=repeats)["load"]
+
+def wait_and_step_seconds(step: Callable[[], None], sampler: WindowSampler,
+                          device: str, steps: int, prefetch: bool
+                          ) -> tuple[float, float]:
+    """Median seconds the loop waits for a batch on `device`, and median
+    seconds of the `step` after it, over `steps` steps; with `prefetch`
+    each batch is prepared during the step before, as in `pretrain`."""
+    order = [(number, slice(None)) for number in range(steps)]
+    pin = prefetch and device.startswith("cuda")
+    feed = Prefetcher(sampler, order, pin) if prefetch \
+        else contextlib.nullcontext(sampler)
+    waits, works = [], []
+    with feed as batches:
+        for number, rows in order:
+            began = time.perf_counter()
+            for tensor in batches.batch(number, rows):
+                tensor.to(device, non_blocking=True)
+            fetched = time.perf_counter()
+            step()
+            waits.append(fetched - began)
+            works.append(time.perf_counter() - fetched)
+    return statistics.median(waits), statistics.median(works)
 
 
 # book/08_pretraining.md § How fast is the loop?
@@ -81,10 +95,12 @@ def benchmark_step(
     device: str = "cpu",
     kernels: str = "fast",
     peak_flops: float | None = None,
+    prefetch: bool = True,
 ) -> dict[str, float | None]:
-    """Median ms per training step, tokens per second, MFU (None without
-    a known peak) and the data loader's share, measured after `warmup`
-    steps (which also absorb compilation)."""
+    """Median ms per training step (the wait for its batch included),
+    tokens per second, MFU (None without a known peak) and the data
+    loader's share, measured after `warmup` steps (which also absorb
+    compilation); `prefetch` as in `pretrain`, or not."""
     torch.manual_seed(0)
     model = GPT(model_config).to(device)
     tokens = torch.randint(0, model_config.vocab_size,
@@ -94,19 +110,19 @@ def benchmark_step(
     for _ in range(warmup):
         step()
     warmup_seconds = time.perf_counter() - began
-    seconds = median_seconds({"step": step}, repeats=steps,
-                             warm_up=False)["step"]
-    rate = batch_size * context_length / seconds
+    sampler = random_sampler(batch_size, context_length,
+                             model_config.vocab_size)
+    wait, work = wait_and_step_seconds(step, sampler, device, steps,
+                                       prefetch)
+    rate = batch_size * context_length / (wait + work)
     flops = training_flops_per_token(model.num_parameters(),
                                      model_config.n_layers,
                                      model_config.d_model, context_length)
     hardware = detect_hardware(torch.device(device))
     peak = peak_flops or (hardware.peak_flops if hardware else None)
-    data = loader_seconds(batch_size, context_length,
-                          model_config.vocab_size, device)
-    return {"ms_per_step": 1000 * seconds, "tokens_per_s": rate,
+    return {"ms_per_step": 1000 * (wait + work), "tokens_per_s": rate,
             "mfu": rate * flops / peak if peak else None,
-            "data_share": data / (data + seconds),
+            "data_share": wait / (wait + work),
             "warmup_s": warmup_seconds}
 
 

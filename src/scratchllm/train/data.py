@@ -4,7 +4,8 @@
 
 """Random training windows from token shards, reproducible by step."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -88,9 +89,61 @@ class WindowSampler:
 class Batches(Protocol):
     """What the training loop needs of its data (`WindowSampler` is
     one): inputs and next-token targets, [rows, T] each, of batch
-    `step`."""
+    `step`, which depend on `step` and `rows` only."""
 
     def batch(self, step: int, rows: slice = slice(None)
               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets of batch `step`, rows `rows` only."""
         ...
+
+
+# book/08_pretraining.md § The loop
+class Prefetcher:
+    """The `batches` a loop asks for in `order`, a list of (step, rows),
+    each prepared on a worker thread while the loop uses the one before;
+    `pin` puts them in pinned memory, for asynchronous copies to a GPU."""
+
+    def __init__(self, batches: Batches, order: Iterable[tuple[int, slice]],
+                 pin: bool = False) -> None:
+        self.batches, self.pin = batches, pin
+        self.order = iter(order)
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
+        self.ahead = self.prepare_next()
+
+    def load(self, step: int, rows: slice
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch `step`, rows `rows`, pinned when asked (on the worker)."""
+        inputs, targets = self.batches.batch(step, rows)
+        if self.pin:
+            return inputs.pin_memory(), targets.pin_memory()
+        return inputs, targets
+
+    def prepare_next(self) -> tuple[tuple[int, slice], Future] | None:
+        """Start preparing the next request of the order (None: done)."""
+        request = next(self.order, None)
+        if request is None:
+            return None
+        return request, self.worker.submit(self.load, *request)
+
+    def batch(self, step: int, rows: slice = slice(None)
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch prepared for (step, rows), which must be the next
+        request of the order; start preparing the one after it."""
+        if self.ahead is None or self.ahead[0] != (step, rows):
+            planned = self.ahead[0] if self.ahead else "nothing"
+            raise RuntimeError(f"asked for batch {step}, rows {rows}; "
+                               f"the order says {planned}")
+        prepared = self.ahead[1].result()
+        self.ahead = self.prepare_next()
+        return prepared
+
+    def close(self) -> None:
+        """Stop the worker: cancel what has not started, wait for the
+        batch in hand."""
+        self.worker.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "Prefetcher":
+        return self
+
+    def __exit__(self, *error: object) -> None:
+        self.close()

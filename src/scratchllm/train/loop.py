@@ -12,7 +12,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ from scratchllm.train.checkpoint import (Checkpoint, CheckpointError,
                                          load_checkpoint, restore_rng,
                                          save_checkpoint, scatter_state)
 from scratchllm.train.config import TrainConfig
-from scratchllm.train.data import Batches, WindowSampler
+from scratchllm.train.data import Batches, Prefetcher, WindowSampler
 from scratchllm.train.fast import CLIPPERS, make_optimizer, speed_up
 from scratchllm.train.loss import cross_entropy
 from scratchllm.train.monitor import (JsonlLog, detect_hardware, read_log,
@@ -294,7 +294,8 @@ class Run(LaunchAware):
         for micro in range(self.layout.accumulation):
             inputs, targets = self.sampler.batch(
                 step, self.layout.rows(micro))
-            inputs, targets = inputs.to(device), targets.to(device)
+            inputs = inputs.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
             last = micro == self.layout.accumulation - 1
             with self.no_sync(last), self.autocast():
                 logits = self.model(inputs)
@@ -606,6 +607,24 @@ def run_steps(
 
 
 # book/08_pretraining.md § The loop
+@contextlib.contextmanager
+def prefetching(run: Run, start: int) -> Iterator[None]:
+    """Serve `run`'s batches through a Prefetcher in the order the loop
+    asks for them from step `start`; close it when the block ends."""
+    order = ((step, run.layout.rows(micro))
+             for step in range(start, run.config.max_steps)
+             for micro in range(run.layout.accumulation))
+    on_gpu = next(run.raw_model.parameters()).device.type == "cuda"
+    plain = run.sampler
+    run.sampler = Prefetcher(plain, order, pin=on_gpu)
+    try:
+        yield
+    finally:
+        run.sampler.close()
+        run.sampler = plain
+
+
+# book/08_pretraining.md § The loop
 def assemble(config: TrainConfig, accelerator: "Accelerator | None",
              model: GPT | None = None,
              batches: Batches | None = None) -> Run:
@@ -678,4 +697,5 @@ def pretrain(
             accelerator.wait_for_everyone()
         if config.compile:
             run.model = torch.compile(run.model)
-        return run_steps(run, start, on_step)
+        with prefetching(run, start):
+            return run_steps(run, start, on_step)
