@@ -155,8 +155,8 @@ def encode_piece(piece: bytes, merges: Mapping[Pair, int],
         if best == NO_MERGE:
             break
         i = ranks.index(best)
-        ids[i:i + 2] = (best,)
-        del ranks[i]
+        ids[i] = best
+        del ids[i + 1], ranks[i]
         if i:
             ranks[i - 1] = rank((ids[i - 1], best), NO_MERGE)
         if i < len(ranks):
