@@ -20,8 +20,11 @@ from scratchllm.tokenizer import bpe
 from scratchllm.tokenizer.bench import one_thread
 from scratchllm.tokenizer.bpe import (
     GPT2_SPLIT_PATTERN,
+    GPT4_SPLIT_PATTERN,
     SPECIAL_TOKENS,
+    Pretokenizer,
     Tokenizer,
+    ascii_twin,
     encode_piece,
     encode_piece_naive,
     load_tokenizer,
@@ -42,6 +45,40 @@ SPECIALS = len(SPECIAL_TOKENS)
 ALPHABET = "aab é🙂"
 words = st.text(alphabet=ALPHABET, min_size=1, max_size=9)
 corpora = st.dictionaries(words, st.integers(1, 5), min_size=1, max_size=25)
+
+
+# --- splitting --------------------------------------------------------------
+
+# ASCII text rich in what the patterns tell apart: contractions in both
+# cases, digits, runs of spaces and line breaks, symbols, and the four
+# separators (\x1c-\x1f) that re's \s takes for spaces and regex's does not.
+SPLIT_ALPHABET = "aZ9'sStTdDmMlLvVrReE  \t\n\r\x0b\x0c\x1c\x1f!.,_-"
+ascii_texts = (st.text(alphabet=SPLIT_ALPHABET, max_size=40)
+               | st.text(alphabet=st.characters(max_codepoint=127),
+                         max_size=40))
+
+
+@pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
+@settings(max_examples=1000, deadline=None)
+@given(text=ascii_texts)
+def test_ascii_twin_cuts_ascii_text_like_the_pattern(pattern, text):
+    expected = bpe.regex.findall(pattern, text)
+    assert re.findall(ascii_twin(pattern), text) == expected
+    assert Pretokenizer(pattern)(text) == expected
+
+
+@pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
+def test_pretokenizer_on_shakespeare_and_on_other_text(pattern, shakespeare):
+    split = Pretokenizer(pattern)
+    assert split(shakespeare) == bpe.regex.findall(pattern, shakespeare)
+    other = "Über 東京 don'T  \x85\u00a0x 123456 \x1c!"
+    assert split(other) == bpe.regex.findall(pattern, other)
+
+
+def test_other_patterns_have_no_ascii_twin():
+    assert ascii_twin(r"\w+|\s+") is None
+    split = Pretokenizer(r"\p{Lu}\p{Ll}*|\s+|.")
+    assert split("Hello World") == ["Hello", " ", "World"]
 
 
 # --- training ---------------------------------------------------------------

@@ -19,7 +19,8 @@ import regex
 from tqdm.auto import tqdm
 
 from scratchllm.tokenizer.bpe import (GPT4_SPLIT_PATTERN, SPECIAL_TOKENS, Pair,
-                                      Tokenizer, count_pairs, merge_pair)
+                                      Pretokenizer, Tokenizer, count_pairs,
+                                      merge_pair)
 
 
 # book/04_tokenization.md § Training, slowly
@@ -29,14 +30,14 @@ def count_pretokens(texts: Iterable[str],
                     ) -> Counter:
     """How often each pre-token occurs in ``texts``; special tokens are cut
     out first, so no pre-token spans one."""
-    split = regex.compile(pattern)
+    split = Pretokenizer(pattern)
     special = regex.compile("|".join(
         map(regex.escape, sorted(special_tokens, key=len, reverse=True))))
     counts: Counter = Counter()
     for text in texts:
         parts = special.split(text) if special_tokens else [text]
         for part in parts:
-            counts.update(split.findall(part))
+            counts.update(split(part))
     return counts
 
 
