@@ -14,7 +14,7 @@ from scratchllm.cli import app
 from scratchllm.data.storyworld import StoryWorld
 from scratchllm.compliance.checks import source_problems, trained_on
 from scratchllm.data.pipeline import audit as audit_dataset
-from scratchllm.finetune.chat import end_of_turn_id
+from scratchllm.finetune.chat import CHAT_TOKENS, end_of_turn_id
 from scratchllm.finetune.data import (
     HELDOUT_NAMES,
     HELDOUT_PLACES,
@@ -40,6 +40,7 @@ from scratchllm.finetune.sft import (
     IGNORE,
     ChatBatches,
     encode_records,
+    finetune,
     pack,
     pretraining_bits_per_byte,
     run_sft,
@@ -260,6 +261,34 @@ def test_run_sft_full_and_lora(artifacts):
     for run in ("sft", "sft-lora"):
         assert trained_on(A / "checkpoints" / run) == "instructions"
     assert full.val_bits_per_byte > 0
+
+
+def test_frozen_vocabulary_keeps_every_row_but_the_trainable_ones(
+        artifacts, tokenizer):
+    model, _ = load_model(artifacts / "ci" / "checkpoints" / "pretrain")
+    model = with_context(model, 64)
+    before = model.token_embedding.weight.detach().clone()
+    batches = ChatBatches(encode_records(tokenizer, CHATS, 64), 4, 0, 64)
+    chat_ids = [tokenizer.special_tokens[t] for t in CHAT_TOKENS]
+    frozen = finetune(tiny_sft_config(artifacts, "frozen", lr=1e-2),
+                      model, batches, trainable_ids=chat_ids).model
+    after = frozen.token_embedding.weight.detach()
+    moved = (after != before).any(dim=1).nonzero().flatten().tolist()
+    assert moved == sorted(chat_ids)
+    assert frozen.output.weight is frozen.token_embedding.weight
+    others = [n for n, t in frozen.state_dict().items()
+              if "embedding" not in n and "output" not in n
+              and not torch.equal(t, model.state_dict()[n])]
+    assert others, "the rest of the model must still train"
+    trained = finetune(tiny_sft_config(artifacts, "open", lr=1e-2),
+                       model, batches).model
+    assert (trained.token_embedding.weight != before).any(dim=1).sum() \
+        > len(chat_ids)
+    # the base model itself is untouched, and decay is refused
+    assert torch.equal(model.token_embedding.weight, before)
+    with pytest.raises(ValueError, match="weight_decay 0"):
+        finetune(tiny_sft_config(artifacts, "decay", weight_decay=0.1),
+                 model, batches, trainable_ids=chat_ids)
 
 
 def test_forgetting_uses_chapter_7s_evaluator(artifacts):

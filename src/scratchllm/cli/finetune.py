@@ -57,7 +57,8 @@ def register(app: typer.Typer) -> None:
         context: Annotated[int, typer.Option(
             help="Context length of the run.")] = 256,
         precision: Annotated[str, typer.Option(
-            help="fp32, bf16 or fp16 (GPU).")] = "bf16",
+            help="auto (bf16 where it is faster), fp32, bf16 or fp16 "
+                 "(GPU).")] = "auto",
         lora_rank: Annotated[int, typer.Option(
             help="LoRA rank; 0 trains every weight.")] = 0,
         lora_alpha: Annotated[float, typer.Option(
@@ -66,6 +67,9 @@ def register(app: typer.Typer) -> None:
             help="Loss only on assistant tokens.")] = True,
         packing: Annotated[bool, typer.Option(
             help="Pack conversations into rows (else pad).")] = True,
+        train_vocabulary: Annotated[bool, typer.Option(
+            help="Also train the pretrained tokens' embedding rows "
+                 "(else only the chat tokens' rows).")] = False,
         seed: Annotated[int, typer.Option()] = 0,
         accelerate: Annotated[bool, typer.Option(
             help="Use Hugging Face Accelerate (for `accelerate launch`).")
@@ -107,7 +111,8 @@ def register(app: typer.Typer) -> None:
                 config, checkpoint,
                 tokenizer or folder / "tokenizer",
                 data,
-                lora_rank, lora_alpha, mask, packing, accelerator)
+                lora_rank, lora_alpha, mask, packing, accelerator,
+                train_vocabulary)
         except (ValueError, FileNotFoundError, CheckpointError,
                 RuntimeError) as error:
             fail(str(error))

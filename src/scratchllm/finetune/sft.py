@@ -19,8 +19,9 @@ import torch
 from scratchllm.distributed.launch import free_port, launch_environment, stop
 from scratchllm.eval.intrinsic import (evaluate_windows, token_byte_lengths,
                                        validation_windows)
-from scratchllm.finetune.chat import (ChatExample, add_chat_tokens,
-                                      encode_chat, resize_vocabulary)
+from scratchllm.finetune.chat import (CHAT_TOKENS, ChatExample,
+                                      add_chat_tokens, encode_chat,
+                                      resize_vocabulary)
 from scratchllm.finetune.data import DatasetError, load_chat_jsonl
 from scratchllm.finetune.lora import add_lora, merge_lora
 from scratchllm.model.gpt import GPT
@@ -146,17 +147,38 @@ def with_context(model: GPT, context_length: int) -> GPT:
     return copy
 
 
+def freeze_vocabulary(model: GPT, trainable_ids: Sequence[int]) -> GPT:
+    """Keep the embedding rows (and output rows) of every token but
+    `trainable_ids` as they are: their gradient is zeroed as it is
+    computed. Returns `model`."""
+    tables = {id(t): t for t in (model.token_embedding.weight,
+                                 model.output.weight)}
+    for table in tables.values():
+        keep = torch.zeros(table.shape[0], 1, dtype=table.dtype,
+                           device=table.device)
+        keep[list(trainable_ids)] = 1
+        table.register_hook(lambda grad, keep=keep: grad * keep)
+    return model
+
+
 def finetune(config: TrainConfig, model: GPT, batches: ChatBatches,
-             accelerator: "Accelerator | None" = None) -> TrainResult:
+             accelerator: "Accelerator | None" = None,
+             trainable_ids: Sequence[int] | None = None) -> TrainResult:
     """Fine-tune a copy of `model` on `batches` with chapter 8's loop;
-    the result holds the tuned copy."""
+    with `trainable_ids`, only those tokens' rows of the vocabulary train.
+    The result holds the tuned copy."""
     if model.config.context_length < config.context_length:
         raise ValueError(
             f"the model's context ({model.config.context_length}) is "
             f"shorter than the run's ({config.context_length}): use "
             "with_context first")
-    return pretrain(config, accelerator, model=copy.deepcopy(model),
-                    batches=batches)
+    if trainable_ids is not None and config.weight_decay:
+        raise ValueError("a frozen vocabulary needs weight_decay 0: "
+                         "decay would still move the frozen rows")
+    tuned = copy.deepcopy(model)
+    if trainable_ids is not None:
+        freeze_vocabulary(tuned, trainable_ids)
+    return pretrain(config, accelerator, model=tuned, batches=batches)
 
 
 # book/11_instruction_tuning.md § Fine-tuning on the chapter 8 loop
@@ -193,10 +215,12 @@ def run_sft(config: TrainConfig, checkpoint: str | Path,
             tokenizer_dir: str | Path, data: str | Path,
             lora_rank: int = 0, lora_alpha: float = 16.0,
             use_mask: bool = True, packing: bool = True,
-            accelerator: "Accelerator | None" = None) -> TrainResult:
+            accelerator: "Accelerator | None" = None,
+            train_vocabulary: bool = False) -> TrainResult:
     """Fine-tune the checkpoint on a chat JSONL file; with `lora_rank`,
     train adapters in <run>/training and save the merged model in
-    <run>."""
+    <run>. Full fine-tuning trains only the chat tokens' rows of the
+    vocabulary unless `train_vocabulary`."""
     model, _ = load_model(checkpoint)
     tokenizer = add_chat_tokens(load_tokenizer(tokenizer_dir))
     if tokenizer.vocab_size > model.config.vocab_size:
@@ -209,7 +233,9 @@ def run_sft(config: TrainConfig, checkpoint: str | Path,
                           config.context_length, config.seed, packing,
                           use_mask)
     if not lora_rank:
-        return finetune(config, model, batches, accelerator)
+        chat_ids = [tokenizer.special_tokens[t] for t in CHAT_TOKENS]
+        return finetune(config, model, batches, accelerator,
+                        None if train_vocabulary else chat_ids)
     torch.manual_seed(config.seed)
     add_lora(model, lora_rank, lora_alpha)
     final_dir = config.run_path()

@@ -135,7 +135,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ci": {},
     "laptop": {
         "model": "laptop", "context_length": 256, "batch_size": 16,
-        "max_steps": 500, "lr": 3e-3, "warmup_steps": 25,
+        "max_steps": 1500, "lr": 3e-3, "warmup_steps": 75,
         "log_every": 10, "eval_every": 100, "eval_tokens": 65536,
         "sample_every": 200, "checkpoint_every": 100,
     },
