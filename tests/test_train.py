@@ -369,10 +369,10 @@ def test_presets_and_files(tmp_path):
     with pytest.raises(ValueError, match="unknown profile"):
         preset("moon")
     yaml_file = tmp_path / "run.yaml"
-    yaml_file.write_text("profile: laptop\nmax_steps: 70\nbetas: [0.8, 0.9]")
+    yaml_file.write_text("profile: laptop\nmax_steps: 200\nbetas: [0.8, 0.9]")
     config = load_config(yaml_file)
     assert (config.profile, config.max_steps, config.betas) == \
-        ("laptop", 70, (0.8, 0.9))
+        ("laptop", 200, (0.8, 0.9))
     toml_file = tmp_path / "run.toml"
     toml_file.write_text('lr = 0.01\nschedule = "wsd"')
     assert load_config(toml_file, profile="ci", seed=5).schedule == "wsd"
