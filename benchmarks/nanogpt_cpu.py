@@ -136,8 +136,10 @@ def matched_hidden(shape: Shape, target: int) -> int:
 
 
 def nanogpt_step(nanogpt: ModuleType, shape: Shape, inputs: torch.Tensor,
-                 targets: torch.Tensor) -> tuple[Callable, torch.nn.Module]:
-    """nanoGPT's training step (train.py's loop body, one micro-step)."""
+                 targets: torch.Tensor, compile: bool = False
+                 ) -> tuple[Callable, torch.nn.Module]:
+    """nanoGPT's training step (train.py's loop body, one micro-step),
+    its model compiled with `compile` (as train.py's compile=True)."""
     config = nanogpt.GPTConfig(
         n_layer=shape.n_layer, n_head=shape.n_head, n_embd=shape.n_embd,
         block_size=shape.block_size, vocab_size=shape.vocab_size,
@@ -147,6 +149,8 @@ def nanogpt_step(nanogpt: ModuleType, shape: Shape, inputs: torch.Tensor,
         optimizer = model.configure_optimizers(WEIGHT_DECAY, LR, BETAS,
                                                "cpu")
     model.train()
+    if compile:
+        model.compile()
     clock = {"step": 0}
 
     def step() -> float:
@@ -172,10 +176,12 @@ def torch_cross_entropy(logits: torch.Tensor,
 
 def our_step(config: ModelConfig, kernels: str, inputs: torch.Tensor,
              targets: torch.Tensor, loss_fn: Callable = cross_entropy,
-             pad: bool = True) -> tuple[Callable, torch.nn.Module]:
+             pad: bool = True, compile: bool = False
+             ) -> tuple[Callable, torch.nn.Module]:
     """`pretrain`'s step (Run.step with one micro-batch, fp32) with the
-    `kernels` it would use; `loss_fn` and `pad` (the padded head of the
-    fast kernels) change it for the ablations."""
+    `kernels` it would use, compiled with `compile` (as pretrain's
+    compile: true); `loss_fn` and `pad` (the padded head of the fast
+    kernels) change it for the ablations."""
     model = GPT(config)
     if kernels != "reference":
         speed_up(model) if pad else fast_modules(model)
@@ -184,6 +190,8 @@ def our_step(config: ModelConfig, kernels: str, inputs: torch.Tensor,
         betas=BETAS, eps=1e-8)
     clip = CLIPPERS[kernels]
     model.train()
+    if compile:
+        model.compile()
     clock = {"step": 0}
 
     def step() -> float:
@@ -214,7 +222,8 @@ def torch_adamw_mode(optimizer_params: list[torch.Tensor]) -> str:
 
 
 def ablations(config: ModelConfig, shape: Shape, inputs: torch.Tensor,
-              targets: torch.Tensor) -> dict[str, Callable[[], float]]:
+              targets: torch.Tensor, compile: bool
+              ) -> dict[str, Callable[[], float]]:
     """Our fast step with one thing changed each: PyTorch's
     cross-entropy, no padded head, both; and (architecture, for scale)
     nanoGPT's GELU MLP of 4 x width instead of SwiGLU."""
@@ -226,12 +235,12 @@ def ablations(config: ModelConfig, shape: Shape, inputs: torch.Tensor,
     for name, options in rows.items():
         torch.manual_seed(0)
         steps[name] = our_step(config, "fast", inputs, targets,
-                               **options)[0]
+                               compile=compile, **options)[0]
     gelu = dataclasses.replace(config, feed_forward="gelu",
                                ffn_hidden=4 * shape.n_embd)
     torch.manual_seed(0)
     steps["+ GELU MLP (arch)"] = our_step(gelu, "fast", inputs,
-                                          targets)[0]
+                                          targets, compile=compile)[0]
     return steps
 
 
@@ -301,19 +310,23 @@ def measure(nanogpt: ModuleType, shape_name: str, shape: Shape,
     targets = tokens[:, 1:].contiguous()
 
     torch.manual_seed(0)
-    nano_step, nano_model = nanogpt_step(nanogpt, shape, inputs, targets)
+    nano_step, nano_model = nanogpt_step(nanogpt, shape, inputs, targets,
+                                         args.compile)
     target = count(nano_model)
     hidden = args.ffn_hidden or matched_hidden(shape, target)
     config = our_config(shape, hidden)
     torch.manual_seed(0)
-    fast_step, ours = our_step(config, "fast", inputs, targets)
+    fast_step, ours = our_step(config, "fast", inputs, targets,
+                               compile=args.compile)
     torch.manual_seed(0)
-    reference_step, _ = our_step(config, "reference", inputs, targets)
+    reference_step, _ = our_step(config, "reference", inputs, targets,
+                                 compile=args.compile)
     ours_count = count(ours)
     steps = {"nanoGPT": nano_step, "ours fast": fast_step,
              "ours reference": reference_step}
     if args.ablations:
-        steps.update(ablations(config, shape, inputs, targets))
+        steps.update(ablations(config, shape, inputs, targets,
+                               args.compile))
 
     mode = torch_adamw_mode(list(nano_model.parameters()))
     tokens_per_step = shape.batch_size * shape.block_size
@@ -321,7 +334,8 @@ def measure(nanogpt: ModuleType, shape_name: str, shape: Shape,
           f"{shape.n_embd}, {shape.n_head} heads, context "
           f"{shape.block_size}, vocabulary {shape.vocab_size}, batch "
           f"{shape.batch_size} ({tokens_per_step} tokens/step), fp32, "
-          f"{torch.get_num_threads()} thread(s)")
+          f"{torch.get_num_threads()} thread(s)"
+          + (", every model compiled" if args.compile else ", eager"))
     print(f"parameters: nanoGPT {target:,} (non-embedding "
           f"{nano_model.get_num_params():,}); ours {ours_count:,} "
           f"(SwiGLU hidden {hidden}, {config.n_kv_heads} kv heads): "
@@ -372,6 +386,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="also time our fast step with PyTorch's "
                         "cross-entropy, without the padded head, and "
                         "with a GELU MLP")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile every model (slow to start)")
     parser.add_argument("--profile", action="store_true",
                         help="also print torch.profiler's heaviest ops")
     parser.add_argument("--top", type=int, default=25,
