@@ -115,19 +115,22 @@ def count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def our_config(shape: Shape, hidden: int) -> ModelConfig:
-    """Our model at `shape`'s depth and width, full multi-head attention
-    (as nanoGPT), with SwiGLU hidden size `hidden`."""
+def our_config(shape: Shape, hidden: int, kv_heads: int = 0
+               ) -> ModelConfig:
+    """Our model at `shape`'s depth and width, with SwiGLU hidden size
+    `hidden` and `kv_heads` key/value heads (0: as many as query heads,
+    full multi-head attention as nanoGPT's)."""
     return ModelConfig(
         vocab_size=shape.vocab_size, context_length=shape.block_size,
         d_model=shape.n_embd, n_layers=shape.n_layer,
-        n_heads=shape.n_head, n_kv_heads=shape.n_head, ffn_hidden=hidden)
+        n_heads=shape.n_head, n_kv_heads=kv_heads or shape.n_head,
+        ffn_hidden=hidden)
 
 
-def matched_hidden(shape: Shape, target: int) -> int:
+def matched_hidden(shape: Shape, target: int, kv_heads: int = 0) -> int:
     """The SwiGLU hidden size (a multiple of 8) whose parameter count is
     closest to `target`."""
-    base = count(GPT(our_config(shape, 8)))
+    base = count(GPT(our_config(shape, 8, kv_heads)))
     per_unit = 3 * shape.n_embd * shape.n_layer     # gate, up, down
     ideal = 8 + (target - base) / per_unit
     low = max(8, 8 * math.floor(ideal / 8))
@@ -313,8 +316,9 @@ def measure(nanogpt: ModuleType, shape_name: str, shape: Shape,
     nano_step, nano_model = nanogpt_step(nanogpt, shape, inputs, targets,
                                          args.compile)
     target = count(nano_model)
-    hidden = args.ffn_hidden or matched_hidden(shape, target)
-    config = our_config(shape, hidden)
+    hidden = args.ffn_hidden or matched_hidden(shape, target,
+                                               args.kv_heads)
+    config = our_config(shape, hidden, args.kv_heads)
     torch.manual_seed(0)
     fast_step, ours = our_step(config, "fast", inputs, targets,
                                compile=args.compile)
@@ -382,6 +386,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--ffn-hidden", type=int, default=0,
                         help="our SwiGLU hidden size (default: matched)")
+    parser.add_argument("--kv-heads", type=int, default=0,
+                        help="our key/value heads (default: as many as "
+                        "query heads; the book's presets use half)")
     parser.add_argument("--ablations", action="store_true",
                         help="also time our fast step with PyTorch's "
                         "cross-entropy, without the padded head, and "
@@ -396,9 +403,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     for name in ("rounds", "threads", "top"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
-    if args.steps < 0 or args.warmup_steps < 0 or args.ffn_hidden < 0:
-        parser.error("--steps, --warmup-steps and --ffn-hidden must be "
-                     ">= 0")
+    if min(args.steps, args.warmup_steps, args.ffn_hidden,
+           args.kv_heads) < 0:
+        parser.error("--steps, --warmup-steps, --ffn-hidden and "
+                     "--kv-heads must be >= 0")
     return args
 
 
@@ -417,6 +425,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot load nanoGPT from {args.nanogpt}: "
               f"{type(problem).__name__}: {problem}", file=sys.stderr)
         return 2
+    for name in args.shape:
+        try:
+            our_config(SHAPES[name], args.ffn_hidden or 8, args.kv_heads)
+        except ValueError as problem:
+            print(f"error: shape {name}: {problem}", file=sys.stderr)
+            return 2
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}; nanoGPT from {args.nanogpt}")
     for name in args.shape:
