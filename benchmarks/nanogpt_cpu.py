@@ -154,20 +154,31 @@ def nanogpt_step(nanogpt: ModuleType, shape: Shape, inputs: torch.Tensor,
     model.train()
     if compile:
         model.compile()
+    step = training_step(model, optimizer,
+                         lambda: model(inputs, targets)[1],
+                         torch.nn.utils.clip_grad_norm_)
+    return step, model
+
+
+def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  loss_of: Callable[[], torch.Tensor],
+                  clip: Callable) -> Callable[[], float]:
+    """One step as both loops run it: the scheduled learning rate, the
+    loss, backward, clipping at GRAD_CLIP, the optimizer step."""
     clock = {"step": 0}
 
     def step() -> float:
         lr = learning_rate(clock["step"])
         for group in optimizer.param_groups:
             group["lr"] = lr
-        _, loss = model(inputs, targets)
+        loss = loss_of()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        clip(model.parameters(), GRAD_CLIP)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         clock["step"] += 1
         return loss.item()
-    return step, model
+    return step
 
 
 def torch_cross_entropy(logits: torch.Tensor,
@@ -186,29 +197,19 @@ def our_step(config: ModelConfig, kernels: str, inputs: torch.Tensor,
     compile: true); `loss_fn` and `pad` (the padded head of the fast
     kernels) change it for the ablations."""
     model = GPT(config)
-    if kernels != "reference":
-        speed_up(model) if pad else fast_modules(model)
+    if kernels != "reference" and pad:
+        speed_up(model)
+    elif kernels != "reference":
+        fast_modules(model)
     optimizer = make_optimizer(
         kernels, parameter_groups(model, WEIGHT_DECAY), lr=LR,
         betas=BETAS, eps=1e-8)
-    clip = CLIPPERS[kernels]
     model.train()
     if compile:
         model.compile()
-    clock = {"step": 0}
-
-    def step() -> float:
-        lr = learning_rate(clock["step"])
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        logits = model(inputs)
-        loss = loss_fn(logits, targets)
-        loss.backward()
-        clip(model.parameters(), GRAD_CLIP)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        clock["step"] += 1
-        return loss.item()
+    step = training_step(model, optimizer,
+                         lambda: loss_fn(model(inputs), targets),
+                         CLIPPERS[kernels])
     return step, model
 
 
